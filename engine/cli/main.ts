@@ -1,0 +1,186 @@
+/**
+ * bmc-llm command line: `run` (streaming generation) and `info` (what a GGUF file holds and what it will cost).
+ * Results go to stdout; progress, speed and errors to stderr. Exit codes: 0 ok, 1 error, 2 usage.
+ */
+import { BmcError, OptionError, formatBytes } from '../errors.js';
+import { readGGUFHeader } from '../gguf/reader.js';
+import { loadModel, planMemory, resolveSource } from '../model.js';
+import { readHParams } from '../model/hparams.js';
+import { GGUFTokenizer } from '../tokenizer/index.js';
+import { resolveModelPath, progressBar } from '../adapters/model-cache.js';
+import { helpText, parseArgs } from './args.js';
+import type { FlagSpec } from './args.js';
+import type { GGUFValue } from '../gguf/reader.js';
+
+const err = (s: string) => process.stderr.write(s);
+
+const RUN_FLAGS: FlagSpec[] = [
+  { name: 'model', short: 'm', type: 'string', help: 'GGUF file or URL (default: $BMC_LLM_MODEL, models/*.gguf, then a downloaded TinyStories model)' },
+  { name: 'prompt', short: 'p', type: 'string', help: 'prompt text (default "Once upon a time")' },
+  { name: 'n-predict', short: 'n', type: 'int', help: 'tokens to generate (default 128)' },
+  { name: 'temp', type: 'number', help: 'temperature, 0 = greedy (default 0.8)' },
+  { name: 'top-k', type: 'int', help: 'top-k, 0 = off (default 40)' },
+  { name: 'top-p', type: 'number', help: 'top-p, 1 = off (default 0.95)' },
+  { name: 'min-p', type: 'number', help: 'min-p, 0 = off (default 0.05)' },
+  { name: 'repeat-penalty', type: 'number', help: 'repetition penalty, 1 = off (default)' },
+  { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
+  { name: 'threads', short: 't', type: 'int', help: 'threads (this build computes on one thread)' },
+  { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
+  { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
+  { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
+];
+
+const INFO_FLAGS: FlagSpec[] = [
+  { name: 'json', type: 'bool', help: 'print JSON instead of text' },
+  { name: 'ctx-size', short: 'c', type: 'int', help: 'context length for the memory estimate' },
+  { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
+];
+
+const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
+
+usage:
+  bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
+              [--repeat-penalty R] [--seed S] [--threads N] [--ignore-eos]
+  bmc-llm info FILE [--json]
+
+run options:
+${helpText(RUN_FLAGS)}
+
+info options:
+${helpText(INFO_FLAGS)}
+`;
+
+async function cmdRun(argv: string[]): Promise<void> {
+  const { flags, positional } = parseArgs(argv, RUN_FLAGS);
+  if (flags.help) { process.stdout.write(USAGE); return; }
+  if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the prompt goes after -p)');
+  const modelPath = await resolveModelPath(flags.model as string | undefined, err);
+  const tty = process.stderr.isTTY;
+  let lastPct = -1;
+  const t0 = performance.now();
+  const model = await loadModel(modelPath, {
+    contextLength: flags['ctx-size'] as number | undefined,
+    threads: flags.threads as number | undefined,
+    onProgress: (p) => {
+      if (p.status !== 'progress' || !tty) return;
+      const pct = Math.floor(p.progress ?? 0);
+      if (pct !== lastPct) { lastPct = pct; err(`\rloading ${progressBar(p.loaded ?? 0, p.total ?? 0)}`); }
+    },
+  });
+  if (tty) err('\r\x1b[K');
+  const hp = model.info.hparams!;
+  err(`loaded ${model.info.name ?? modelPath} (${hp.nLayers} layers, dim ${hp.dim}, vocab ${hp.nVocab}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
+  const prompt = (flags.prompt as string | undefined) ?? 'Once upon a time';
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  try {
+    const gen = model.generate(prompt, {
+      maxTokens: (flags['n-predict'] as number | undefined) ?? 128,
+      temperature: flags.temp as number | undefined,
+      topK: flags['top-k'] as number | undefined,
+      topP: flags['top-p'] as number | undefined,
+      minP: flags['min-p'] as number | undefined,
+      repeatPenalty: flags['repeat-penalty'] as number | undefined,
+      seed: flags.seed as number | undefined,
+      ignoreEos: flags['ignore-eos'] === true,
+      signal: ac.signal,
+    });
+    process.stdout.write(prompt);
+    for await (const piece of gen) process.stdout.write(piece.text);
+    process.stdout.write('\n');
+    const s = gen.stats;
+    const rate = (n: number, ms: number) => (ms > 0 ? (1000 * n) / ms : 0).toFixed(1);
+    err(`prompt: ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms (${rate(s.promptTokens, s.promptMs)} tok/s)\n`);
+    err(`generation: ${s.generatedTokens} tokens in ${s.generateMs.toFixed(1)} ms (${rate(s.generatedTokens, s.generateMs)} tok/s), stopped by ${s.stopReason}\n`);
+  } finally {
+    process.off('SIGINT', onSig);
+    model.dispose();
+  }
+}
+
+function describeValue(v: GGUFValue): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 120 ? `${v.slice(0, 117)}...` : v);
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+  const arr = v as ArrayLike<unknown>;
+  const head = Array.from({ length: Math.min(6, arr.length) }, (_, i) => {
+    const x = arr[i];
+    return typeof x === 'string' ? JSON.stringify(x) : typeof x === 'object' ? '[...]' : String(x);
+  });
+  return `[${arr.length} items: ${head.join(', ')}${arr.length > 6 ? ', ...' : ''}]`;
+}
+
+async function cmdInfo(argv: string[]): Promise<void> {
+  const { flags, positional } = parseArgs(argv, INFO_FLAGS);
+  if (flags.help) { process.stdout.write(USAGE); return; }
+  if (positional.length !== 1) throw new OptionError('FILE', 'info takes exactly one GGUF file');
+  const header = await readGGUFHeader(await resolveSource(positional[0]!));
+  const tok = GGUFTokenizer.fromMetadata(header.metadata, header.source);
+  const embd = header.tensors.find((t) => t.name === 'token_embd.weight');
+  let hp; let memory; let archNote: string | undefined;
+  if (embd) {
+    try {
+      hp = readHParams(header.metadata, header.source, embd.nElements / embd.shape[0]!);
+      memory = planMemory(header, hp, (flags['ctx-size'] as number | undefined) ?? hp.contextLength, 128);
+    } catch (e) {
+      if (!(e instanceof BmcError)) throw e;
+      archNote = e.message;
+    }
+  } else archNote = 'vocab-only file (no tensors)';
+  if (flags.json) {
+    const meta: Record<string, string> = {};
+    for (const [k, v] of header.metadata) meta[k] = describeValue(v);
+    process.stdout.write(`${JSON.stringify({
+      file: header.source, ggufVersion: header.version, alignment: header.alignment, hparams: hp, note: archNote,
+      tokenizer: { kind: tok.kind, pre: tok.pre, vocabSize: tok.vocabSize, bos: tok.bos, eos: tok.eos },
+      tensors: header.tensors.map((t) => ({ name: t.name, type: t.typeName, shape: t.shape, bytes: t.nBytes })),
+      memory, metadata: meta,
+    }, null, 2)}\n`);
+    return;
+  }
+  const out: string[] = [];
+  out.push(`file: ${header.source}`, `gguf version: ${header.version}, alignment ${header.alignment}, ${header.tensors.length} tensors, ${header.metadata.size} metadata keys`);
+  out.push(`architecture: ${String(header.metadata.get('general.architecture') ?? '?')}${archNote ? ` (${archNote})` : ''}`);
+  if (hp) {
+    out.push('hyperparameters:');
+    for (const [k, v] of Object.entries(hp)) out.push(`  ${k.padEnd(16)} ${v}`);
+  }
+  out.push(`tokenizer: ${tok.kind}${tok.pre ? ` (pre ${tok.pre})` : ''}, ${tok.vocabSize} tokens, bos ${tok.bos ?? '-'}, eos ${tok.eos ?? '-'}`);
+  out.push('metadata:');
+  for (const [k, v] of header.metadata) out.push(`  ${k} = ${describeValue(v)}`);
+  if (header.tensors.length) {
+    out.push('tensors:');
+    const w = Math.max(...header.tensors.map((t) => t.name.length));
+    for (const t of header.tensors) out.push(`  ${t.name.padEnd(w)}  ${t.typeName.padEnd(7)} ${`[${t.shape.join(', ')}]`.padEnd(16)} ${formatBytes(t.nBytes)}`);
+  }
+  if (memory) {
+    out.push('memory:');
+    out.push(`  weights          ${formatBytes(memory.weights)}`);
+    out.push(`  scratch          ${formatBytes(memory.scratch)}`);
+    out.push(`  KV per token     ${formatBytes(memory.kvPerToken)}`);
+    out.push(`  KV at context    ${formatBytes(memory.kvAtContext)} (${hp!.contextLength} tokens)`);
+    out.push(`  total at context ${formatBytes(memory.total)}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === 'run') await cmdRun(rest);
+    else if (cmd === 'info') await cmdInfo(rest);
+    else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
+    else throw new OptionError(cmd, 'unknown command (run, info)');
+    return 0;
+  } catch (e) {
+    if (e instanceof BmcError) {
+      err(`bmc-llm: ${e.message}\n`);
+      return e instanceof OptionError ? 2 : 1;
+    }
+    if ((e as Error)?.name === 'AbortError') return 130;
+    err(`bmc-llm: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 70;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

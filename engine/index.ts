@@ -1,0 +1,13 @@
+/** bmc-llm: GGUF Llama inference in TypeScript + WebAssembly. */
+export { loadModel, Model, planMemory, resolveSource } from './model.js';
+export type { LoadOptions, ModelInfo, ModelSource, ProgressInfo, MemoryPlan, TensorSummary } from './model.js';
+export { Session } from './session.js';
+export type { EvalOptions } from './session.js';
+export type { GenerateOptions, Generation, GenerationPiece, GenerationStats, StopReason } from './generate/generate.js';
+export type { SamplingOptions } from './generate/sampling.js';
+export type { KVOptions, KVPolicyName, KVStats } from './kv/cache.js';
+export { BmcError, GGUFFormatError, UnsupportedError, OptionError, OutOfMemoryError, SourceError, DisposedError } from './errors.js';
+export { readGGUFHeader } from './gguf/reader.js';
+export type { GGUFHeader, GGUFTensorInfo, GGUFValue } from './gguf/reader.js';
+export { bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';
+export type { ByteSource } from './gguf/source.js';

@@ -1,0 +1,240 @@
+/**
+ * loadModel: source -> validated GGUF header -> tokenizer -> weights streamed into the wasm arena -> Model.
+ */
+import { DisposedError, OptionError, OutOfMemoryError, SourceError } from './errors.js';
+import { openReader, readHeader } from './gguf/reader.js';
+import type { GGUFHeader, GGUFValue } from './gguf/reader.js';
+import type { ByteSource } from './gguf/source.js';
+import { bytesSource, responseSource, streamSource, urlSource } from './gguf/source.js';
+import { GGML_TYPES } from './gguf/types.js';
+import { ContiguousKVCache, validateKVOptions } from './kv/cache.js';
+import type { KVOptions } from './kv/cache.js';
+import { readHParams } from './model/hparams.js';
+import type { LlamaHParams } from './model/hparams.js';
+import { LlamaGraph, scratchBytes } from './model/llama.js';
+import { loadWeights, planWeights, weightBytes } from './model/weights.js';
+import { Kernels } from './runtime/kernels.js';
+import { Session } from './session.js';
+import { GGUFTokenizer } from './tokenizer/index.js';
+import { generate } from './generate/generate.js';
+import type { Generation, GenerateOptions } from './generate/generate.js';
+
+export type ModelSource = string | URL | Response | ReadableStream<Uint8Array> | Uint8Array | ArrayBuffer | ByteSource;
+
+export interface ProgressInfo {
+  status: 'initiate' | 'progress' | 'done' | 'ready';
+  file: string;
+  /** Bytes of tensor data loaded so far and in all (progress only). */
+  loaded?: number;
+  total?: number;
+  /** 0..100 */
+  progress?: number;
+}
+
+export interface LoadOptions {
+  /** Load only metadata and tokenizer (vocab-only GGUFs have no tensors). */
+  vocabOnly?: boolean;
+  /** Context length in tokens; default: the model's trained length. May exceed it (as llama.cpp allows). */
+  contextLength?: number;
+  /** Tokens per forward chunk during prefill. Default 128. */
+  batchSize?: number;
+  /** Worker threads for the kernels. This build computes on the calling thread; values above 1 are accepted and reported in `info.threads` as 1. */
+  threads?: number;
+  kv?: KVOptions;
+  /** Upper bound of arena bytes (weights + KV + scratch). Default and maximum: 4 GiB - 64 KiB (wasm32). */
+  memoryLimit?: number;
+  onProgress?: (p: ProgressInfo) => void;
+  signal?: AbortSignal;
+}
+
+export interface TensorSummary { name: string; type: string; shape: number[]; bytes: number }
+
+export interface MemoryPlan {
+  weights: number;
+  scratch: number;
+  /** KV bytes per token over all layers (K and V, f32). */
+  kvPerToken: number;
+  /** KV bytes if the whole context is used. */
+  kvAtContext: number;
+  total: number;
+}
+
+export interface ModelInfo {
+  file: string;
+  ggufVersion: number;
+  architecture: string;
+  name: string | undefined;
+  hparams: LlamaHParams | undefined;
+  contextLength: number | undefined;
+  tokenizer: { kind: string; pre: string | undefined; vocabSize: number; bos: number | undefined; eos: number | undefined; addBos: boolean };
+  tensors: TensorSummary[];
+  metadata: ReadonlyMap<string, GGUFValue>;
+  memory: MemoryPlan | undefined;
+  threads: number;
+}
+
+const MAX_MEMORY = 4 * 1024 ** 3 - 65536;
+
+function intOption(name: string, v: unknown, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new OptionError(name, `${String(v)} is not an integer in [${min}, ${max}]`);
+  return v;
+}
+
+export async function resolveSource(source: ModelSource, signal?: AbortSignal): Promise<ByteSource> {
+  if (typeof source === 'string') {
+    if (/^https?:\/\//i.test(source)) return urlSource(source, signal);
+    if (typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== 'string' && !('Deno' in globalThis)) {
+      throw new SourceError(`${source}: file paths need a runtime with a file system; pass a URL, a Response or bytes`);
+    }
+    const { fileSource } = await import('./adapters/node.js');
+    return fileSource(source);
+  }
+  if (source instanceof URL) return urlSource(source.href, signal);
+  if (typeof Response !== 'undefined' && source instanceof Response) return responseSource(source, source.url || '<response>');
+  if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) return streamSource(source, '<stream>');
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) return bytesSource(source);
+  if (source && typeof (source as ByteSource).chunks === 'function') return source as ByteSource;
+  throw new OptionError('source', 'expected a file path, URL, Response, ReadableStream, Uint8Array or ArrayBuffer');
+}
+
+export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number): MemoryPlan {
+  const weights = weightBytes(planWeights(header, hp).wants);
+  const scratch = scratchBytes(hp, batch, contextLength);
+  const kvPerToken = 2 * hp.nLayers * hp.nKVHeads * hp.headDim * 4;
+  const kvAtContext = kvPerToken * contextLength;
+  return { weights, scratch, kvPerToken, kvAtContext, total: weights + scratch + kvAtContext };
+}
+
+export class Model {
+  private alive = true;
+  private readonly sessions = new Set<Session>();
+
+  /** @internal */
+  constructor(
+    readonly info: ModelInfo,
+    readonly tokenizer: GGUFTokenizer,
+    private readonly kern: Kernels | undefined,
+    private readonly graph: LlamaGraph | undefined,
+    private readonly weightPtrs: number[],
+    private readonly kvOptions: Required<KVOptions>,
+  ) {}
+
+  get vocabOnly(): boolean {
+    return this.graph === undefined;
+  }
+
+  tokenize(text: string, opts: { special?: boolean } = {}): number[] {
+    this.check();
+    if (typeof text !== 'string') throw new OptionError('text', 'expected a string');
+    return this.tokenizer.encode(text, { special: opts.special ?? false });
+  }
+
+  detokenize(ids: readonly number[]): string {
+    this.check();
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.tokenizer.vocabSize) throw new OptionError('ids', `token id ${id} is outside [0, ${this.tokenizer.vocabSize})`);
+    }
+    return this.tokenizer.decode(ids);
+  }
+
+  createSession(): Session {
+    this.check();
+    if (!this.graph || !this.kern) throw new OptionError('vocabOnly', 'this model was loaded with vocabOnly: true and cannot evaluate');
+    const hp = this.graph.hp;
+    const kv = new ContiguousKVCache(this.kern, { nLayers: hp.nLayers, rowFloats: hp.nKVHeads * hp.headDim, contextLength: this.graph.contextLength }, this.kvOptions);
+    const s = new Session(this.graph, kv, () => this.alive);
+    this.sessions.add(s);
+    return s;
+  }
+
+  /** Streams a continuation of `prompt` (a string is tokenized with special: true). */
+  generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Generation {
+    this.check();
+    const ids = typeof prompt === 'string' ? this.tokenize(prompt, { special: true }) : [...prompt];
+    return generate(this, ids, opts);
+  }
+
+  /** Arena statistics (bytes in use, peak, reserved). */
+  memoryStats() {
+    this.check();
+    return this.kern?.stats();
+  }
+
+  dispose(): void {
+    if (!this.alive) return;
+    for (const s of this.sessions) s.dispose();
+    this.sessions.clear();
+    this.graph?.dispose();
+    for (const p of this.weightPtrs) this.kern!.free(p);
+    this.alive = false;
+  }
+
+  private check(): void {
+    if (!this.alive) throw new DisposedError('model');
+  }
+}
+
+export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  const o = options;
+  if (o === null || typeof o !== 'object') throw new OptionError('options', 'expected an object');
+  const contextOpt = intOption('contextLength', o.contextLength, 1, 1 << 20);
+  const batch = intOption('batchSize', o.batchSize, 1, 4096) ?? 128;
+  const threads = intOption('threads', o.threads, 1, 256) ?? 1;
+  const memoryLimit = intOption('memoryLimit', o.memoryLimit, 1 << 20, MAX_MEMORY) ?? MAX_MEMORY;
+  const kvOptions = validateKVOptions(o.kv);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new OptionError('onProgress', 'expected a function');
+  o.signal?.throwIfAborted();
+
+  const src = await resolveSource(source, o.signal);
+  const reader = openReader(src);
+  try {
+    o.onProgress?.({ status: 'initiate', file: src.name });
+    const header = await readHeader(reader, src.name, src.size);
+    const tokenizer = GGUFTokenizer.fromMetadata(header.metadata, src.name);
+    const tensors = header.tensors.map((t) => ({ name: t.name, type: t.typeName, shape: [...t.shape], bytes: t.nBytes }));
+    const arch = String(header.metadata.get('general.architecture') ?? 'unknown');
+    const name = header.metadata.get('general.name');
+    const baseInfo = {
+      file: src.name, ggufVersion: header.version, architecture: arch, name: typeof name === 'string' ? name : undefined,
+      tokenizer: { kind: tokenizer.kind, pre: tokenizer.pre, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos, addBos: tokenizer.addBos },
+      tensors, metadata: header.metadata, threads: 1,
+    };
+    if (o.vocabOnly) {
+      const info: ModelInfo = { ...baseInfo, hparams: undefined, contextLength: undefined, memory: undefined };
+      o.onProgress?.({ status: 'ready', file: src.name });
+      return new Model(info, tokenizer, undefined, undefined, [], kvOptions);
+    }
+    const embd = header.tensors.find((t) => t.name === 'token_embd.weight');
+    const hp = readHParams(header.metadata, src.name, embd ? embd.nElements / embd.shape[0]! : tokenizer.vocabSize);
+    if (hp.nVocab !== tokenizer.vocabSize) {
+      throw new OptionError('model', `${src.name}: the embedding has ${hp.nVocab} rows but the tokenizer ${tokenizer.vocabSize} tokens`);
+    }
+    const contextLength = contextOpt ?? hp.contextLength;
+    const memory = planMemory(header, hp, contextLength, batch);
+    const kvInitial = kvOptions.policy === 'static' ? memory.kvAtContext : 0;
+    if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
+      throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);
+    }
+    const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory };
+    const kern = await Kernels.create({ limitBytes: memoryLimit });
+    const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {
+      o.onProgress?.({ status: 'progress', file: src.name, loaded, total, progress: total ? (100 * loaded) / total : 100 });
+    }, o.signal);
+    o.onProgress?.({ status: 'done', file: src.name });
+    let graph: LlamaGraph;
+    try {
+      graph = new LlamaGraph(kern, hp, weights, batch, contextLength);
+    } catch (e) {
+      for (const p of ptrs) kern.free(p);
+      throw e;
+    }
+    o.onProgress?.({ status: 'ready', file: src.name });
+    void threads;
+    return new Model(info, tokenizer, kern, graph, ptrs, kvOptions);
+  } finally {
+    await reader.close();
+  }
+}
+
+export { GGML_TYPES };

@@ -1,0 +1,191 @@
+/**
+ * The Llama forward pass. Reads like the math: for each layer,
+ *   h = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+ *   x = h + Wdown · (silu(Wgate·norm(h)) * Wup·norm(h))
+ * then logits = Wout · norm(x). Every step is one call into the wasm kernels on byte offsets into the arena.
+ * A chunk of n tokens goes through each weight matrix as one n-row matrix multiply (batched prefill); new K/V rows
+ * are written by the projections straight into the KV cache rows that the cache reserved for them.
+ */
+import { GGMLType } from '../gguf/types.js';
+import type { KVCache } from '../kv/cache.js';
+import type { Kernels } from '../runtime/kernels.js';
+import type { LlamaHParams } from './hparams.js';
+import { RopeTable } from './rope.js';
+import type { LlamaWeights, Matrix } from './weights.js';
+
+/** How activations are fed to a weight type: as f32, or quantized per 32-block (llama.cpp's vec_dot_type). */
+type ActFormat = 'f32' | 'q8_0' | 'q8_1';
+
+function actFormat(type: number): ActFormat {
+  switch (type) {
+    case GGMLType.Q4_0: case GGMLType.Q5_0: case GGMLType.Q8_0: return 'q8_0';
+    case GGMLType.Q4_1: case GGMLType.Q5_1: return 'q8_1';
+    default: return 'f32';
+  }
+}
+
+const MATMUL: Record<number, string> = {
+  [GGMLType.F32]: 'matmul_f32', [GGMLType.F16]: 'matmul_f16', [GGMLType.BF16]: 'matmul_bf16',
+  [GGMLType.Q4_0]: 'matmul_q4_0', [GGMLType.Q4_1]: 'matmul_q4_1', [GGMLType.Q5_0]: 'matmul_q5_0',
+  [GGMLType.Q5_1]: 'matmul_q5_1', [GGMLType.Q8_0]: 'matmul_q8_0',
+};
+
+type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
+
+/** Scratch buffers for one chunk of up to `batch` tokens; shared by all sessions of a model (eval is not reentrant). */
+interface Scratch {
+  x: number; xb: number; q: number; att: number; xb2: number; hb: number; hb2: number;
+  act0: number; act1: number; scores: number; rope: number; logits: number;
+}
+
+export const LOGITS_ROWS = 16;
+
+export function scratchBytes(hp: LlamaHParams, batch: number, contextLength: number): number {
+  const qDim = hp.nHeads * hp.headDim;
+  const maxCols = Math.max(hp.dim, hp.ffnDim, qDim);
+  const f = (n: number) => Math.ceil((n * 4) / 64) * 64;
+  const act = Math.ceil((batch * (maxCols / 32) * 36) / 64) * 64 + 64;
+  return f(batch * hp.dim) * 3 + f(batch * qDim) * 2 + f(batch * hp.ffnDim) * 2 + act * 2 +
+    f(contextLength) + f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
+}
+
+export class LlamaGraph {
+  private readonly s: Scratch;
+  private readonly ptrs: number[] = [];
+  private readonly rope: RopeTable;
+  private readonly ropeRow: Float32Array;
+
+  constructor(
+    private readonly kern: Kernels,
+    readonly hp: LlamaHParams,
+    private readonly w: LlamaWeights,
+    readonly batch: number,
+    readonly contextLength: number,
+  ) {
+    const qDim = hp.nHeads * hp.headDim;
+    const maxCols = Math.max(hp.dim, hp.ffnDim, qDim);
+    const a = (floats: number) => {
+      const p = kern.alloc(floats * 4, 64);
+      this.ptrs.push(p);
+      return p;
+    };
+    const actBytes = batch * (maxCols / 32) * 36 + 64;
+    try {
+      this.s = {
+        x: a(batch * hp.dim), xb: a(batch * hp.dim), xb2: a(batch * hp.dim),
+        q: a(batch * qDim), att: a(batch * qDim), hb: a(batch * hp.ffnDim), hb2: a(batch * hp.ffnDim),
+        act0: a(actBytes / 4), act1: a(actBytes / 4), scores: a(contextLength), rope: a(batch * hp.headDim),
+        logits: a(LOGITS_ROWS * hp.nVocab),
+      };
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+    this.rope = new RopeTable(hp, w.ropeFreqs);
+    this.ropeRow = new Float32Array(batch * hp.headDim);
+  }
+
+  dispose(): void {
+    for (const p of this.ptrs.splice(0)) this.kern.free(p);
+  }
+
+  private matmul(m: Matrix, x: number, y: number, n: number, ldy = m.rows): void {
+    const fn = (this.kern.k as unknown as Record<string, MatmulFn>)[MATMUL[m.type]!]!;
+    fn(m.ptr, x, y, m.rows, m.cols, n, ldy, 0, m.rows);
+  }
+
+  /**
+   * Returns a function giving, for a weight type, the activations `x` (n rows of `cols`) in the format that type's
+   * kernel takes; each format is produced at most once per call.
+   */
+  private inputs(x: number, n: number, cols: number): (m: Matrix) => number {
+    const done = new Map<ActFormat, number>();
+    return (m) => {
+      const fmt = actFormat(m.type);
+      if (fmt === 'f32') return x;
+      let p = done.get(fmt);
+      if (p === undefined) {
+        p = done.size === 0 ? this.s.act0 : this.s.act1;
+        if (fmt === 'q8_0') this.kern.k.quantize_q8_0(x, p, n * cols);
+        else this.kern.k.quantize_q8_1(x, p, n * cols);
+        done.set(fmt, p);
+      }
+      return p;
+    };
+  }
+
+  private addBias(y: number, b: number | undefined, n: number, dim: number): void {
+    if (b === undefined) return;
+    for (let i = 0; i < n; i++) this.kern.k.add(y + i * dim * 4, b, y + i * dim * 4, dim);
+  }
+
+  /**
+   * Runs `tokens` (at most `batch`) at positions kv.length.. and advances the cache. If `logitRows` is given, writes
+   * the logits of those chunk rows (ascending) into out[outAt..].
+   */
+  forward(kv: KVCache, tokens: ArrayLike<number>, logitRows: number[], out: Float32Array, outAt: number): void {
+    const { hp, kern, s, w } = this;
+    const k = kern.k;
+    const n = tokens.length;
+    const qDim = hp.nHeads * hp.headDim;
+    const kvDim = hp.nKVHeads * hp.headDim;
+    const pos0 = kv.length;
+    kv.reserve(n);
+
+    // Token embeddings (dequantized rows) and this chunk's rope angles.
+    const e = w.tokEmbd;
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i]!;
+      if (!Number.isInteger(t) || t < 0 || t >= hp.nVocab) throw new RangeError(`token id ${t} is outside the vocabulary [0, ${hp.nVocab})`);
+      k.dequantize_row(e.type, e.ptr + t * e.rowBytes, s.x + i * hp.dim * 4, hp.dim);
+      this.rope.fill(pos0 + i, this.ropeRow, i * hp.headDim);
+    }
+    kern.write(s.rope, this.ropeRow.subarray(0, n * hp.headDim));
+
+    const scale = Math.fround(1 / Math.sqrt(hp.headDim));
+    for (let l = 0; l < hp.nLayers; l++) {
+      const L = w.layers[l]!;
+      const kRows = kv.keys(l) + pos0 * kvDim * 4;
+      const vRows = kv.values(l) + pos0 * kvDim * 4;
+
+      // Attention block.
+      k.rmsnorm(s.x, L.attnNorm, s.xb, hp.dim, n, hp.rmsEps);
+      const xin = this.inputs(s.xb, n, hp.dim);
+      this.matmul(L.wq, xin(L.wq), s.q, n);
+      this.matmul(L.wk, xin(L.wk), kRows, n, kvDim);
+      this.matmul(L.wv, xin(L.wv), vRows, n, kvDim);
+      this.addBias(s.q, L.bq, n, qDim);
+      this.addBias(kRows, L.bk, n, kvDim);
+      this.addBias(vRows, L.bv, n, kvDim);
+      k.rope(s.q, s.rope, n, hp.nHeads, hp.headDim, qDim, 0);
+      k.rope(kRows, s.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
+      k.attention(s.q, kv.keys(l), kv.values(l), s.att, s.scores, n, hp.nHeads, hp.nKVHeads, hp.headDim, pos0, kvDim, qDim, qDim, scale);
+      const ain = this.inputs(s.att, n, qDim);
+      this.matmul(L.wo, ain(L.wo), s.xb2, n);
+      this.addBias(s.xb2, L.bo, n, hp.dim);
+      k.add(s.x, s.xb2, s.x, n * hp.dim);
+
+      // Feed-forward block (SwiGLU).
+      k.rmsnorm(s.x, L.ffnNorm, s.xb, hp.dim, n, hp.rmsEps);
+      const fin = this.inputs(s.xb, n, hp.dim);
+      this.matmul(L.gate, fin(L.gate), s.hb, n);
+      this.matmul(L.up, fin(L.up), s.hb2, n);
+      k.silu_mul(s.hb, s.hb2, s.hb, n * hp.ffnDim);
+      const din = this.inputs(s.hb, n, hp.ffnDim);
+      this.matmul(L.down, din(L.down), s.xb2, n);
+      k.add(s.x, s.xb2, s.x, n * hp.dim);
+    }
+    kv.advance(n);
+
+    // Output head, LOGITS_ROWS rows at a time, only for the rows asked for.
+    for (let g = 0; g < logitRows.length; g += LOGITS_ROWS) {
+      const rows = logitRows.slice(g, g + LOGITS_ROWS);
+      for (let j = 0; j < rows.length; j++) {
+        k.rmsnorm(s.x + rows[j]! * hp.dim * 4, w.outputNorm, s.xb + j * hp.dim * 4, hp.dim, 1, hp.rmsEps);
+      }
+      const oin = this.inputs(s.xb, rows.length, hp.dim);
+      this.matmul(w.output, oin(w.output), s.logits, rows.length);
+      out.set(kern.f32(s.logits, rows.length * hp.nVocab), outAt + g * hp.nVocab);
+    }
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Typed wrapper around the WebAssembly kernel module (wasm/, ABI in wasm/README.md).
+ * Web-standard APIs only, so it runs in Node, browsers and workers alike.
+ *
+ * Pointers are byte offsets into `memory` (u32; the module returns them as i32, normalised here with >>> 0).
+ * Any call that can allocate may grow memory and detach old ArrayBuffer views: take fresh views (f32(), u8(),
+ * i32()) after each alloc.
+ */
+import { kernelsWasmBase64 } from '../../build/kernels-wasm.js';
+import { OutOfMemoryError } from '../errors.js';
+
+type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
+type RowFn = (src: number, dst: number, nElems: number) => void;
+type AttentionFn = (q: number, k: number, v: number, out: number, scratch: number, nQ: number, nHeads: number, nKvHeads: number,
+  headDim: number, pos0: number, kvStrideFloats: number, qStrideFloats: number, outStrideFloats: number, scale: number) => void;
+
+/** Every export of the kernel module with its signature (numbers are i32 offsets/counts or f32/f64 scalars). */
+export type KernelExports = {
+  memory?: never;
+  arena_init(limitBytes: number): void;
+  arena_alloc(size: number, align: number): number;
+  arena_free(ptr: number): void;
+  arena_size_of(ptr: number): number;
+  arena_limit(): number;
+  arena_bytes_in_use(): number;
+  arena_bytes_peak(): number;
+  arena_bytes_reserved(): number;
+  arena_alloc_count(): number;
+  arena_free_count(): number;
+  arena_reset_peak(): void;
+
+  f16_to_f32(h: number): number;
+  f32_to_f16(f: number): number;
+  bf16_to_f32(h: number): number;
+  f32_to_bf16(f: number): number;
+  convert_f32_to_f16(src: number, dst: number, n: number): void;
+  convert_f32_to_bf16(src: number, dst: number, n: number): void;
+
+  matmul_f32: MatmulFn; matmul_f16: MatmulFn; matmul_bf16: MatmulFn;
+  matmul_f32_scalar: MatmulFn; matmul_f16_scalar: MatmulFn; matmul_bf16_scalar: MatmulFn;
+  matmul_q4_0: MatmulFn; matmul_q4_1: MatmulFn; matmul_q5_0: MatmulFn; matmul_q5_1: MatmulFn; matmul_q8_0: MatmulFn;
+  matmul_q4_0_scalar: MatmulFn; matmul_q4_1_scalar: MatmulFn; matmul_q5_0_scalar: MatmulFn;
+  matmul_q5_1_scalar: MatmulFn; matmul_q8_0_scalar: MatmulFn;
+
+  quantize_q8_0: RowFn; quantize_q8_0_scalar: RowFn; quantize_q8_1: RowFn; quantize_q8_1_scalar: RowFn;
+  dequantize_row(type: number, src: number, dst: number, nElems: number): number;
+  dequantize_q4_0: RowFn; dequantize_q4_1: RowFn; dequantize_q5_0: RowFn; dequantize_q5_1: RowFn;
+  dequantize_q8_0: RowFn; dequantize_f16: RowFn; dequantize_bf16: RowFn;
+
+  rmsnorm(x: number, w: number, y: number, dim: number, n: number, eps: number): void;
+  rmsnorm_scalar(x: number, w: number, y: number, dim: number, n: number, eps: number): void;
+  rope(x: number, cs: number, nRows: number, nHeads: number, headDim: number, rowStrideFloats: number, neox: number): void;
+  rope_scalar(x: number, cs: number, nRows: number, nHeads: number, headDim: number, rowStrideFloats: number, neox: number): void;
+  silu_mul(g: number, u: number, out: number, n: number): void;
+  add(a: number, b: number, out: number, n: number): void;
+  add_scalar(a: number, b: number, out: number, n: number): void;
+  scale(x: number, s: number, n: number): void;
+  scale_scalar(x: number, s: number, n: number): void;
+  copy(dst: number, src: number, nBytes: number): void;
+  softmax(x: number, n: number): void;
+  attention: AttentionFn;
+  attention_scalar: AttentionFn;
+};
+
+export interface ArenaStats { bytesInUse: number; bytesPeak: number; bytesReserved: number; allocs: number; frees: number }
+
+/** ggml tensor type ids understood by the kernels. */
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, BF16: 30 } as const;
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+const INITIAL_PAGES = 2; // the module's declared minimum (scripts/build.mjs --initialMemory)
+
+let modulePromise: Promise<WebAssembly.Module> | undefined;
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Compiles the kernel module once per process/realm. */
+function kernelModule(): Promise<WebAssembly.Module> {
+  modulePromise ??= WebAssembly.compile(decodeBase64(kernelsWasmBase64));
+  return modulePromise;
+}
+
+export class Kernels {
+  readonly memory: WebAssembly.Memory;
+  readonly k: KernelExports;
+  /** Most bytes the arena may span (the effective limit). */
+  readonly limitBytes: number;
+
+  private constructor(memory: WebAssembly.Memory, k: KernelExports) {
+    this.memory = memory;
+    this.k = k;
+    this.limitBytes = k.arena_limit();
+  }
+
+  /** A fresh kernel instance with its own memory and arena. limitBytes: arena cap (default: up to 4 GiB - 64 KiB). */
+  static async create(opts: { limitBytes?: number } = {}): Promise<Kernels> {
+    const module = await kernelModule();
+    const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES });
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const k = instance.exports as unknown as KernelExports;
+    const limit = opts.limitBytes;
+    // 0 means "no limit" to the module; limits at or above 4 GiB are the same as no limit.
+    k.arena_init(limit === undefined || limit >= (MAX_PAGES - 1) * PAGE ? 0 : Math.max(16, Math.floor(limit)) | 0);
+    return new Kernels(memory, k);
+  }
+
+  /** Allocates `bytes` (aligned to `align`, a power of two >= 16). Throws OutOfMemoryError past the limit. */
+  alloc(bytes: number, align = 64): number {
+    const ptr = bytes > 0xffffffff ? 0 : this.k.arena_alloc(bytes | 0, align | 0) >>> 0;
+    if (ptr === 0) throw new OutOfMemoryError('kernel arena allocation', bytes + this.stats().bytesInUse, this.limitBytes);
+    return ptr;
+  }
+
+  free(ptr: number): void {
+    this.k.arena_free(ptr | 0);
+  }
+
+  /** Usable bytes of an allocated block. */
+  sizeOf(ptr: number): number {
+    return this.k.arena_size_of(ptr | 0) >>> 0;
+  }
+
+  f32(ptr: number, n: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, n); }
+  u8(ptr: number, n: number): Uint8Array { return new Uint8Array(this.memory.buffer, ptr, n); }
+  i32(ptr: number, n: number): Int32Array { return new Int32Array(this.memory.buffer, ptr, n); }
+
+  /** Copies bytes (or the raw bytes of a Float32Array) into memory at ptr. */
+  write(ptr: number, data: Uint8Array | Float32Array): void {
+    new Uint8Array(this.memory.buffer, ptr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  stats(): ArenaStats {
+    const k = this.k;
+    return {
+      bytesInUse: k.arena_bytes_in_use(),
+      bytesPeak: k.arena_bytes_peak(),
+      bytesReserved: k.arena_bytes_reserved(),
+      allocs: k.arena_alloc_count(),
+      frees: k.arena_free_count(),
+    };
+  }
+
+  resetPeak(): void {
+    this.k.arena_reset_peak();
+  }
+}

@@ -1,0 +1,81 @@
+// Causal multi-head attention with grouped KV heads (GQA), f32 throughout.
+//
+// q:   n_q rows; head h of row i at q + 4*(i*q_stride + h*head_dim)
+// k,v: token-major caches; position j of kv head g at k + 4*(j*kv_stride + g*head_dim)
+// out: head h of row i at out + 4*(i*out_stride + h*head_dim)
+// Row i has position pos0 + i and attends to positions 0..pos0+i (never beyond). Head h reads kv head
+// h / (n_heads / n_kv_heads). scratch holds at least pos0 + n_q f32 (the scores of one row).
+// Per (i, h): s_j = dot(q, k_j) * scale; p = softmax(s) (f64 sum); out = Σ_j p_j * v_j accumulated in f32.
+
+import { softmax } from './ops';
+import { hsum_f32x4 } from './matmul_float';
+
+@inline function dotSimd(a: usize, b: usize, n: i32): f32 {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) { // two accumulators hide the add latency
+    const o = <usize>i << 2;
+    s0 = f32x4.add(s0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    s1 = f32x4.add(s1, f32x4.mul(v128.load(a + o + 16), v128.load(b + o + 16)));
+  }
+  if (i < n) s0 = f32x4.add(s0, f32x4.mul(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
+  return hsum_f32x4(f32x4.add(s0, s1));
+}
+
+@inline function dotScalar(a: usize, b: usize, n: i32): f32 {
+  let s: f32 = 0;
+  for (let i = 0; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return s;
+}
+
+@inline function attend(simd: bool, q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32,
+  n_kv_heads: i32, head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+  const group = n_heads / n_kv_heads;
+  const kvs = <usize>kv_stride << 2;
+  for (let i = 0; i < n_q; i++) {
+    const len = pos0 + i + 1;
+    for (let h = 0; h < n_heads; h++) {
+      const g = h / group;
+      const qp = q + ((<usize>i * q_stride + <usize>h * head_dim) << 2);
+      const kp = k + ((<usize>g * head_dim) << 2);
+      const vp = v + ((<usize>g * head_dim) << 2);
+      const op = out + ((<usize>i * out_stride + <usize>h * head_dim) << 2);
+      for (let j = 0; j < len; j++) {
+        const kj = kp + <usize>j * kvs;
+        store<f32>(scratch + (<usize>j << 2), (simd ? dotSimd(qp, kj, head_dim) : dotScalar(qp, kj, head_dim)) * scale);
+      }
+      softmax(scratch, len);
+      memory.fill(op, 0, <usize>head_dim << 2);
+      for (let j = 0; j < len; j++) {
+        const p = load<f32>(scratch + (<usize>j << 2));
+        const vj = vp + <usize>j * kvs;
+        if (simd) {
+          const pv = f32x4.splat(p);
+          for (let d = 0; d < head_dim; d += 4) {
+            const o = <usize>d << 2;
+            v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vj + o))));
+          }
+        } else {
+          for (let d = 0; d < head_dim; d++) {
+            const o = <usize>d << 2;
+            store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vj + o));
+          }
+        }
+      }
+    }
+  }
+}
+
+export function attention(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
+  head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+  if ((head_dim & 3) != 0) {
+    attend(false, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+  } else {
+    attend(true, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+  }
+}
+
+export function attention_scalar(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
+  head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+  attend(false, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+}
