@@ -25,6 +25,7 @@ export function numberToHalf(v: number): number {
   const a = Math.abs(fr(v));
   if (Number.isNaN(a)) return sign | 0x7e00 | ((bits >>> 13) & 0x3ff);
   if (a === 0) return sign;
+  if (a >= 65520) return sign | 0x7c00; // rounds past the largest half, 65504
   let e = Math.floor(Math.log2(a));
   while (2 ** e > a) e--;
   while (2 ** (e + 1) <= a) e++;
@@ -99,9 +100,10 @@ export function decodeBlock(type: string, b: Uint8Array, off: number): { q: numb
 export function dequantRef(type: string, b: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
   const bs = BLOCK_BYTES[type]!;
+  const hasM = type === 'q4_1' || type === 'q5_1';
   for (let i = 0; i < n / 32; i++) {
     const { q, d, m } = decodeBlock(type, b, i * bs);
-    for (let k = 0; k < 32; k++) out[i * 32 + k] = fr(fr(q[k]! * d) + m);
+    for (let k = 0; k < 32; k++) out[i * 32 + k] = hasM ? fr(fr(q[k]! * d) + m) : fr(q[k]! * d); // keeps -0 as ggml
   }
   return out;
 }

@@ -19,7 +19,7 @@ describe('arena', () => {
         const p = keys[Math.floor(r() * keys.length)]!;
         const { size, tag } = live.get(p)!;
         const bytes = K.u8(p, size);
-        expect(bytes.every((b) => b === tag)).toBe(true);
+        if (!bytes.every((b) => b === tag)) expect.fail(`block ${p} was overwritten`);
         K.free(p);
         live.delete(p);
       } else {
@@ -28,7 +28,7 @@ describe('arena', () => {
         const p = K.alloc(size, align);
         expect(p % align).toBe(0);
         expect(K.sizeOf(p)).toBeGreaterThanOrEqual(size);
-        for (const [q, b] of live) expect(p + size <= q || q + b.size <= p).toBe(true);
+        for (const [q, b] of live) if (!(p + size <= q || q + b.size <= p)) expect.fail(`overlap ${p}+${size} / ${q}+${b.size}`);
         const tag = step & 0xff;
         K.u8(p, size).fill(tag); // fresh view: alloc may have grown memory
         live.set(p, { size, tag });

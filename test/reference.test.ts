@@ -13,17 +13,21 @@ import { argmax } from '../engine/generate/sampling.js';
 import { MODELS, readReference, referenceFiles } from './shared-paths.js';
 
 /** rel bound and minimum argmax agreement by weight type (from the model file name). */
-interface Tolerance { rel: number; argmax: number; exactGreedy: boolean; firstRow?: number }
+/**
+ * `argmax` is the agreement required over all rows of a model's reference files pooled; `argmaxPerFile` the floor
+ * for each file alone (a file has 52-282 rows, so one near-tie flip moves it by up to 2%).
+ */
+interface Tolerance { rel: number; argmax: number; argmaxPerFile: number; exactGreedy: boolean; firstRow?: number }
 
 function tolerance(model: string): Tolerance | 'unsupported' {
   if (/-(q2_k|q3_k_m|q4_k_m|q5_k_m|q6_k|q4_k_m-mixed)\.gguf$/.test(model)) return 'unsupported';
-  if (/-f16\.gguf$|-bf16\.gguf$/.test(model)) return { rel: 5e-3, argmax: 0.97, exactGreedy: false };
+  if (/-f16\.gguf$|-bf16\.gguf$/.test(model)) return { rel: 5e-3, argmax: 0.97, argmaxPerFile: 0.95, exactGreedy: false };
   // Quantized activations make each logit row either bit-for-bit llama.cpp's (~1e-7) or, once an f32 summation-order
   // difference of ~1e-7 has flipped one q8 rounding somewhere, differ by the q8 noise level (~1e-2); the flip then
   // carries to later rows through the KV cache. Row 0 is always before any flip and must be exact, which an engine
   // with f32 activations (~1.3e-2 on every row) could not achieve.
-  if (/-q\d_\d\.gguf$/.test(model)) return { rel: 2e-2, argmax: 0.97, exactGreedy: false, firstRow: 1e-5 };
-  return { rel: 1e-5, argmax: 1, exactGreedy: true };
+  if (/-q\d_\d\.gguf$/.test(model)) return { rel: 2e-2, argmax: 0.97, argmaxPerFile: 0.95, exactGreedy: false, firstRow: 1e-5 };
+  return { rel: 1e-5, argmax: 1, argmaxPerFile: 1, exactGreedy: true };
 }
 
 const byModel = new Map<string, string[]>();
@@ -45,6 +49,7 @@ describe.each([...byModel.keys()])('%s', (name) => {
     return;
   }
 
+  const pooled = { rows: 0, agree: 0 };
   it.each(byModel.get(name)!)('teacher-forced logits match %s', async (refFile) => {
     const ref = readReference(refFile);
     const model: Model = await loadModel(file, { contextLength: 2048 });
@@ -80,7 +85,9 @@ describe.each([...byModel.keys()])('%s', (name) => {
       const rel = Math.sqrt(se / sr);
       const agreement = agree / ids.length;
       expect(rel, `rel ${rel.toExponential(3)}`).toBeLessThanOrEqual(tol.rel);
-      expect(agreement, `argmax agreement ${agreement}`).toBeGreaterThanOrEqual(tol.argmax);
+      expect(agreement, `argmax agreement ${agreement}`).toBeGreaterThanOrEqual(tol.argmaxPerFile);
+      pooled.rows += ids.length;
+      pooled.agree += agree;
       if (tol.firstRow !== undefined) expect(firstRowRel, `row 0 rel ${firstRowRel.toExponential(3)}`).toBeLessThanOrEqual(tol.firstRow);
 
       if (tol.exactGreedy) {
@@ -91,5 +98,11 @@ describe.each([...byModel.keys()])('%s', (name) => {
     } finally {
       model.dispose();
     }
+  });
+
+  it('argmax agreement over all its reference rows', () => {
+    expect(pooled.rows).toBeGreaterThan(0);
+    const a = pooled.agree / pooled.rows;
+    expect(a, `pooled argmax agreement ${a} over ${pooled.rows} rows`).toBeGreaterThanOrEqual(tol.argmax);
   });
 });

@@ -42,12 +42,27 @@ const ROW_BLOCK: i32 = 16;
   return q;
 }
 
-/** Partial sums (i32x4) of the 32 products w·x, given both as two i8x16 halves. */
-@inline function dot32(w0: v128, w1: v128, x0: v128, x1: v128): v128 {
-  let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), i16x8.extend_low_i8x16_s(x0));
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), i16x8.extend_high_i8x16_s(x0)));
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), i16x8.extend_low_i8x16_s(x1)));
-  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), i16x8.extend_high_i8x16_s(x1)));
+@inline function lo16(v: v128): v128 { return i16x8.extend_low_i8x16_s(v); }
+@inline function hi16(v: v128): v128 { return i16x8.extend_high_i8x16_s(v); }
+
+/** Partial sums (i32x4) of the 32 products a·b, both given as four i16x8 (elements 0-7, 8-15, 16-23, 24-31). */
+@inline function dot32(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
+  const s = i32x4.add(i32x4.dot_i16x8_s(a0, b0), i32x4.dot_i16x8_s(a1, b1));
+  return i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(a2, b2), i32x4.dot_i16x8_s(a3, b3)));
+}
+
+/** Widened weights against the 32 i8 activation quants at p. */
+@inline function dotWithActs(w0: v128, w1: v128, w2: v128, w3: v128, p: usize): v128 {
+  const xl = v128.load(p);
+  const xh = v128.load(p, 16);
+  return dot32(w0, w1, w2, w3, lo16(xl), hi16(xl), lo16(xh), hi16(xh));
+}
+
+/** The weight block at p against widened activations. */
+@inline function dotWithWeights(t: i32, p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const wl = weightQ(t, p, false);
+  const wh = weightQ(t, p, true);
+  return dot32(lo16(wl), hi16(wl), lo16(wh), hi16(wh), x0, x1, x2, x3);
 }
 
 /** [Σ s0, Σ s1, Σ s2, Σ s3]: horizontal sums of four i32x4 (a 4x4 transpose-add). */
@@ -70,13 +85,14 @@ const ROW_BLOCK: i32 = 16;
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * wbs;
     const o = <usize>b * xbs;
-    const wl = weightQ(t, wb, false);
+    const wl = weightQ(t, wb, false); // unpacked and widened once, used for 4 activation rows
     const wh = weightQ(t, wb, true);
+    const w0 = lo16(wl), w1 = hi16(wl), w2 = lo16(wh), w3 = hi16(wh);
     const sumi = reduce4(
-      dot32(wl, wh, v128.load(x0 + o + qo), v128.load(x0 + o + qo + 16)),
-      dot32(wl, wh, v128.load(x1 + o + qo), v128.load(x1 + o + qo + 16)),
-      dot32(wl, wh, v128.load(x2 + o + qo), v128.load(x2 + o + qo + 16)),
-      dot32(wl, wh, v128.load(x3 + o + qo), v128.load(x3 + o + qo + 16)));
+      dotWithActs(w0, w1, w2, w3, x0 + o + qo),
+      dotWithActs(w0, w1, w2, w3, x1 + o + qo),
+      dotWithActs(w0, w1, w2, w3, x2 + o + qo),
+      dotWithActs(w0, w1, w2, w3, x3 + o + qo));
     const scale = f32x4.mul(f32x4.splat(f16_to_f32(load<u16>(wb))), f16x4_gather(x0 + o, x1 + o, x2 + o, x3 + o));
     let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
     if (hasMin(t)) {
@@ -106,13 +122,14 @@ const ROW_BLOCK: i32 = 16;
   for (let b = 0; b < nb; b++) {
     const xb = xr + <usize>b * xbs;
     const o = <usize>b * wbs;
-    const xl = v128.load(xb + qo);
+    const xl = v128.load(xb + qo); // widened once, used for 4 weight rows
     const xh = v128.load(xb + qo + 16);
+    const a0 = lo16(xl), a1 = hi16(xl), a2 = lo16(xh), a3 = hi16(xh);
     const sumi = reduce4(
-      dot32(weightQ(t, w0 + o, false), weightQ(t, w0 + o, true), xl, xh),
-      dot32(weightQ(t, w1 + o, false), weightQ(t, w1 + o, true), xl, xh),
-      dot32(weightQ(t, w2 + o, false), weightQ(t, w2 + o, true), xl, xh),
-      dot32(weightQ(t, w3 + o, false), weightQ(t, w3 + o, true), xl, xh));
+      dotWithWeights(t, w0 + o, a0, a1, a2, a3),
+      dotWithWeights(t, w1 + o, a0, a1, a2, a3),
+      dotWithWeights(t, w2 + o, a0, a1, a2, a3),
+      dotWithWeights(t, w3 + o, a0, a1, a2, a3));
     const scale = f32x4.mul(f16x4_gather(w0 + o, w1 + o, w2 + o, w3 + o), f32x4.splat(f16_to_f32(load<u16>(xb))));
     let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
     if (hasMin(t)) {

@@ -87,7 +87,26 @@ class Parser {
     return Number(v);
   }
 
+  /**
+   * Fast path for the common case of a string that is already buffered and within every limit: reads it without
+   * awaiting. Returns undefined (consuming nothing) otherwise, and the checked path below reports the problem.
+   */
+  bufferedString(max: number): string | undefined {
+    const r = this.r;
+    if (r.buffered < 8) return undefined;
+    const p = r.peek(8);
+    if ((p[4]! | p[5]! | p[6]! | p[7]!) !== 0) return undefined;
+    const n = (p[0]! | (p[1]! << 8) | (p[2]! << 16) | (p[3]! << 24)) >>> 0;
+    if (n > max || 8 + n > r.buffered || 8 + n > this.remaining() || r.offset + 8 + n > GGUF_LIMITS.maxHeaderBytes) return undefined;
+    r.advance(8);
+    const s = this.decoder.decode(r.peek(n));
+    r.advance(n);
+    return s;
+  }
+
   async string(field: string, max: number = GGUF_LIMITS.maxStringBytes): Promise<string> {
+    const fast = this.bufferedString(max);
+    if (fast !== undefined) return fast;
     const n = await this.count(`${field} (string length)`, max);
     await this.need(n, field);
     const s = this.decoder.decode(this.r.peek(n));
@@ -165,7 +184,7 @@ class Parser {
     }
     if (type === T.STRING) {
       const out: string[] = [];
-      for (let i = 0; i < n; i++) out.push(await this.string(`${field}[${i}]`));
+      for (let i = 0; i < n; i++) out.push(this.bufferedString(GGUF_LIMITS.maxStringBytes) ?? await this.string(`${field}[${i}]`));
       return out;
     }
     const out: GGUFArray[] = [];

@@ -34,7 +34,7 @@ export interface GGUFVocab {
   /** Per-token type, after llama.cpp's text-based overrides (EOG/FIM-looking tokens become control). */
   readonly types: Uint8Array;
   readonly scores: Float32Array | undefined;
-  /** BPE merges, duplicates removed (the first occurrence keeps its rank, as in llama.cpp). */
+  /** BPE merges as stored, split at the first space after the first character (as llama.cpp does). */
   readonly merges: ReadonlyArray<readonly [string, string]>;
   /** Text -> id; for duplicate texts the last id wins, as in llama.cpp. */
   readonly tokenToId: ReadonlyMap<string, number>;
@@ -144,13 +144,13 @@ export function readVocab(meta: ReadonlyMap<string, GGUFValue>, file: string): G
     const mergesV = meta.get('tokenizer.ggml.merges');
     if (mergesV === undefined) fail('tokenizer.ggml.merges', 'missing (a gpt2 tokenizer needs its merges)');
     if (!isStringArray(mergesV)) fail('tokenizer.ggml.merges', 'expected an array of strings');
-    const seen = new Set<string>();
-    for (const [i, m] of (mergesV as string[]).entries()) {
+    const list = mergesV as string[];
+    merges = new Array<[string, string]>(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const m = list[i]!;
       const sp = m.indexOf(' ', 1);
       if (sp < 0) fail('tokenizer.ggml.merges', `entry ${i} ${JSON.stringify(m)} is not two pieces separated by a space`);
-      if (seen.has(m)) continue;
-      seen.add(m);
-      merges.push([m.slice(0, sp), m.slice(sp + 1)]);
+      merges[i] = [m.slice(0, sp), m.slice(sp + 1)];
     }
   }
 

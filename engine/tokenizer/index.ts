@@ -49,6 +49,12 @@ export class GGUFTokenizer {
   /** SPM: the id of <0xNN> for each byte, -1 where the vocabulary has none. */
   private readonly byteIds: Int32Array;
   private readonly pieces: Array<Uint8Array | undefined>;
+  /**
+   * SPM: no piece has a "▁" after another character (true of SentencePiece vocabularies split on whitespace), so no
+   * merge can cross the start of a "▁" run and each word can be merged on its own, with the same result as merging
+   * the whole text at once. Short words also hit the model's cache.
+   */
+  private readonly spmWordwise: boolean;
 
   private constructor(v: GGUFVocab, model: BPE) {
     this.v = v;
@@ -85,6 +91,7 @@ export class GGUFTokenizer {
       }
     }
     this.pieces = new Array<Uint8Array | undefined>(v.tokens.length);
+    this.spmWordwise = v.kind === 'spm' && !v.tokens.some((t) => /[^▁]▁/.test(t));
   }
 
   /**
@@ -103,7 +110,8 @@ export class GGUFTokenizer {
     const hf = new Tokenizer(tokenizerJson, tokenizerConfig);
     const model = hf.model;
     if (!(model instanceof BPE)) throw new Error('internal: @huggingface/tokenizers did not build a BPE model');
-    if (ranks) setEqualRanks(model, merges, ranks);
+    if (ranks) setRanks(model, merges, ranks);
+    else if (model.bpe_ranks.size !== merges.length) setRanks(model, merges, undefined);
     const tok = new GGUFTokenizer(v, model);
     cache.set(meta, tok);
     return tok;
@@ -275,8 +283,24 @@ export class GGUFTokenizer {
 
   private encodeSpm(text: string, out: number[]): void {
     const escaped = text.replaceAll(' ', '▁');
+    if (!this.spmWordwise) {
+      this.encodeSpmWord(escaped, out);
+      return;
+    }
+    // Words: a run of "▁" and what follows it up to the next "▁" that comes after another character.
+    let start = 0;
+    for (let i = 1; i < escaped.length; i++) {
+      if (escaped.charCodeAt(i) === 0x2581 && escaped.charCodeAt(i - 1) !== 0x2581) {
+        this.encodeSpmWord(escaped.slice(start, i), out);
+        start = i;
+      }
+    }
+    this.encodeSpmWord(escaped.slice(start), out);
+  }
+
+  private encodeSpmWord(word: string, out: number[]): void {
     const map = this.v.tokenToId;
-    for (const p of this.model.bpe(escaped)) {
+    for (const p of this.model.bpe(word)) {
       const id = map.get(p);
       if (id !== undefined) {
         out.push(id);
@@ -323,15 +347,20 @@ export class GGUFTokenizer {
 }
 
 /**
- * The library ranks merges by their list position; SPM needs merges whose pieces have equal scores to share a
- * rank (so that the leftmost wins, as in llama.cpp). Its rank table is replaced by one with the dense ranks.
+ * The library ranks merges by their list position, the last of duplicate pairs winning. SPM needs merges whose
+ * pieces have equal scores to share a rank (so that the leftmost wins, as in llama.cpp): `ranks` gives them. A BPE
+ * merge list with duplicates (ranks undefined) keeps the first occurrence's rank, as llama.cpp does.
  */
-function setEqualRanks(model: BPE, merges: ReadonlyArray<readonly [string, string]>, ranks: readonly number[]): void {
+function setRanks(model: BPE, merges: ReadonlyArray<readonly [string, string]>, ranks: readonly number[] | undefined): void {
   const key = (m: readonly [string, string]): string => JSON.stringify([m[0], m[1]]);
   if (merges.length > 0 && model.bpe_ranks.get(key(merges[merges.length - 1]!)) === undefined) {
     throw new Error('internal: unexpected @huggingface/tokenizers BPE rank table layout');
   }
   const table = new Map<string, number>();
-  for (let i = 0; i < merges.length; i++) table.set(key(merges[i]!), ranks[i]!);
+  if (ranks) {
+    for (let i = 0; i < merges.length; i++) table.set(key(merges[i]!), ranks[i]!);
+  } else {
+    for (let i = merges.length - 1; i >= 0; i--) table.set(key(merges[i]!), i);
+  }
   model.bpe_ranks = table;
 }
