@@ -88,6 +88,36 @@ describe('float matmuls', () => {
   }
 });
 
+describe('float weight decoding', () => {
+  it('matmul_f16 / matmul_bf16 decode every finite bit pattern exactly (both tiles)', async () => {
+    const K = await Kernels.create();
+    const finite = (h: number, bf: boolean) => ((h >> (bf ? 7 : 10)) & (bf ? 0xff : 0x1f)) !== (bf ? 0xff : 0x1f);
+    for (const bf of [false, true]) {
+      const pats: number[] = [];
+      for (let h = 0; h < 0x10000; h++) if (finite(h, bf)) pats.push(h);
+      while (pats.length % 4) pats.push(0);
+      const cols = 4, rows = pats.length / cols;
+      const pw = place(K, new Uint8Array(new Uint16Array(pats).buffer));
+      const px = place(K, new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])); // identity: Y[t][r] = W[r][t]
+      for (const n of [4, 1]) {
+        const py = K.alloc(n * rows * 4);
+        K.k[bf ? 'matmul_bf16' : 'matmul_f16'](pw, px, py, rows, cols, n, rows, 0, rows);
+        const y = K.f32(py, n * rows);
+        for (let t = 0; t < n; t++) {
+          for (let r = 0; r < rows; r++) {
+            const h = pats[r * cols + t]!;
+            const want = bf ? bf16ToNumber(h) : halfToNumber(h);
+            if (y[t * rows + r] !== want) expect.fail(`${bf ? 'bf16' : 'f16'} 0x${h.toString(16)}: ${y[t * rows + r]} != ${want}`);
+          }
+        }
+        K.free(py);
+      }
+      K.free(pw);
+      K.free(px);
+    }
+  });
+});
+
 describe('q8 activation quantizers', () => {
   it('quantize_q8_0 / q8_1 (SIMD and scalar) match llama.cpp x86 byte for byte', async () => {
     const K = await Kernels.create();

@@ -115,7 +115,8 @@ export function randomBlocks(r: () => number, type: string, nBlocks: number): Ui
   for (let i = 0; i < out.length; i++) out[i] = Math.floor(r() * 256);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < nBlocks; i++) {
-    dv.setUint16(i * bs, numberToHalf((r() * 2 - 1) * 0.05), true);
+    const tiny = r() < 0.1; // some subnormal half scales
+    dv.setUint16(i * bs, numberToHalf((r() * 2 - 1) * (tiny ? 2e-5 : 0.05)), true);
     if (type === 'q4_1' || type === 'q5_1') dv.setUint16(i * bs + 2, numberToHalf((r() * 2 - 1) * 0.5), true);
   }
   return out;

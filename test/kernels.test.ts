@@ -280,7 +280,10 @@ describe('attention', () => {
         let sum = 0;
         for (let j = 0; j < len; j++) sum += (s[j] = Math.exp(s[j]! - m));
         for (let j = 0; j < len; j++) {
-          for (let c = 0; c < hd; c++) out[(i * nHeads + h) * hd + c] += (s[j]! / sum) * v[j * kvStride + g * hd + c]!;
+          for (let c = 0; c < hd; c++) {
+            const o = (i * nHeads + h) * hd + c;
+            out[o] = out[o]! + (s[j]! / sum) * v[j * kvStride + g * hd + c]!;
+          }
         }
       }
     }

@@ -4,7 +4,7 @@
 // Tiling: weight rows are taken in blocks of ROW_BLOCK (small enough to stay in L2) and each block is swept by
 // groups of 4 activation rows, so a decoded weight vector feeds 4 dot products (prefill is matrix-matrix).
 // Leftover activation rows (all of them when n < 4, i.e. decode) use the transposed tile: 4 weight rows
-// against one activation row, so no lane computes a duplicate.
+// against one activation row, so decode does not pay for padding lanes (only a last partial row group does).
 
 import { f16x4_load, bf16x4_load, f16_to_f32, bf16_to_f32 } from './f16';
 
@@ -32,12 +32,12 @@ const ROW_BLOCK: i32 = 16;
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
-/** One weight row against 4 activation rows; writes Y[t+k][r] for k < cnt (rows past cnt alias real rows). */
-@inline function tileW1X4(kind: i32, wr: usize, x: usize, xs: usize, t: i32, cnt: i32, cols: i32, y: usize, ldy: i32, r: i32): void {
+/** One weight row against activation rows t..t+3; writes Y[t..t+3][r]. */
+@inline function tileW1X4(kind: i32, wr: usize, x: usize, xs: usize, t: i32, cols: i32, y: usize, ldy: i32, r: i32): void {
   const x0 = x + <usize>t * xs;
-  const x1 = x0 + (cnt > 1 ? xs : 0);
-  const x2 = x0 + (cnt > 2 ? 2 * xs : 0);
-  const x3 = x0 + (cnt > 3 ? 3 * xs : 0);
+  const x1 = x0 + xs;
+  const x2 = x1 + xs;
+  const x3 = x2 + xs;
   const es = elemBytes(kind);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const c4 = cols & ~3;
@@ -61,9 +61,9 @@ const ROW_BLOCK: i32 = 16;
   const yp = y + ((<usize>t * ldy + r) << 2);
   const yl = <usize>ldy << 2;
   store<f32>(yp, s0);
-  if (cnt > 1) store<f32>(yp + yl, s1);
-  if (cnt > 2) store<f32>(yp + 2 * yl, s2);
-  if (cnt > 3) store<f32>(yp + 3 * yl, s3);
+  store<f32>(yp + yl, s1);
+  store<f32>(yp + 2 * yl, s2);
+  store<f32>(yp + 3 * yl, s3);
 }
 
 /** 4 weight rows (r.. r+cnt-1, extra lanes alias row r) against one activation row t. */
@@ -107,7 +107,7 @@ const ROW_BLOCK: i32 = 16;
     for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
       const re = min(rb + ROW_BLOCK, r1);
       for (let t = 0; t < n4; t += 4) {
-        for (let r = rb; r < re; r++) tileW1X4(kind, w + <usize>r * ws, x, xs, t, 4, cols, y, ldy, r);
+        for (let r = rb; r < re; r++) tileW1X4(kind, w + <usize>r * ws, x, xs, t, cols, y, ldy, r);
       }
     }
   }

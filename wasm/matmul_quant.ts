@@ -15,8 +15,8 @@ import { T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0, T_Q8_1, blockBytes, hasMin, blo
 const ROW_BLOCK: i32 = 16;
 
 /** Activation block bytes and quant offset for a weight type. */
-@inline function actBytes(t: i32): usize { return hasMin(t) ? 36 : 34; }
-@inline function actQs(t: i32): usize { return hasMin(t) ? 4 : 2; }
+@inline function actBytes(ty: i32): usize { return hasMin(ty) ? 36 : 34; }
+@inline function actQs(ty: i32): usize { return hasMin(ty) ? 4 : 2; }
 
 /** 0x10 in byte lane k where bit k (+16 when `upper`) of the u32 at p is set: the q5 fifth bits. */
 @inline function q5HighBits(p: usize, upper: bool): v128 {
@@ -30,15 +30,15 @@ const ROW_BLOCK: i32 = 16;
 }
 
 /** Quants of elements 0..15 (upper = false) or 16..31 (upper = true) of the weight block at p, as i8x16. */
-@inline function weightQ(t: i32, p: usize, upper: bool): v128 {
-  if (t == T_Q8_0) return v128.load(p + (upper ? 18 : 2));
-  const qsOff: usize = t == T_Q4_0 ? 2 : t == T_Q4_1 ? 4 : t == T_Q5_0 ? 6 : 8;
+@inline function weightQ(ty: i32, p: usize, upper: bool): v128 {
+  if (ty == T_Q8_0) return v128.load(p + (upper ? 18 : 2));
+  const qsOff: usize = ty == T_Q4_0 ? 2 : ty == T_Q4_1 ? 4 : ty == T_Q5_0 ? 6 : 8;
   const qs = v128.load(p + qsOff);
   let q = upper ? i8x16.shr_u(qs, 4) : v128.and(qs, i8x16.splat(0x0f));
-  if (t == T_Q5_0) q = v128.or(q, q5HighBits(p + 2, upper));
-  if (t == T_Q5_1) q = v128.or(q, q5HighBits(p + 4, upper));
-  if (t == T_Q4_0) q = i8x16.sub(q, i8x16.splat(8));
-  if (t == T_Q5_0) q = i8x16.sub(q, i8x16.splat(16));
+  if (ty == T_Q5_0) q = v128.or(q, q5HighBits(p + 2, upper));
+  if (ty == T_Q5_1) q = v128.or(q, q5HighBits(p + 4, upper));
+  if (ty == T_Q4_0) q = i8x16.sub(q, i8x16.splat(8));
+  if (ty == T_Q5_0) q = i8x16.sub(q, i8x16.splat(16));
   return q;
 }
 
@@ -59,9 +59,9 @@ const ROW_BLOCK: i32 = 16;
 }
 
 /** The weight block at p against widened activations. */
-@inline function dotWithWeights(t: i32, p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const wl = weightQ(t, p, false);
-  const wh = weightQ(t, p, true);
+@inline function dotWithWeights(ty: i32, p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const wl = weightQ(ty, p, false);
+  const wh = weightQ(ty, p, true);
   return dot32(lo16(wl), hi16(wl), lo16(wh), hi16(wh), x0, x1, x2, x3);
 }
 
@@ -72,21 +72,21 @@ const ROW_BLOCK: i32 = 16;
   return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
 }
 
-/** One weight row against 4 activation rows t..t+3 (rows past cnt alias row t and are not stored). */
-@inline function tileW1X4(t: i32, wr: usize, x: usize, xs: usize, tt: i32, cnt: i32, nb: i32, y: usize, ldy: i32, r: i32): void {
-  const wbs = blockBytes(t);
-  const xbs = actBytes(t);
-  const qo = actQs(t);
-  const x0 = x + <usize>tt * xs;
-  const x1 = x0 + (cnt > 1 ? xs : 0);
-  const x2 = x0 + (cnt > 2 ? 2 * xs : 0);
-  const x3 = x0 + (cnt > 3 ? 3 * xs : 0);
+/** One weight row against activation rows t..t+3; writes Y[t..t+3][r]. */
+@inline function tileW1X4(ty: i32, wr: usize, x: usize, xs: usize, t: i32, nb: i32, y: usize, ldy: i32, r: i32): void {
+  const wbs = blockBytes(ty);
+  const xbs = actBytes(ty);
+  const qo = actQs(ty);
+  const x0 = x + <usize>t * xs;
+  const x1 = x0 + xs;
+  const x2 = x1 + xs;
+  const x3 = x2 + xs;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const wb = wr + <usize>b * wbs;
     const o = <usize>b * xbs;
-    const wl = weightQ(t, wb, false); // unpacked and widened once, used for 4 activation rows
-    const wh = weightQ(t, wb, true);
+    const wl = weightQ(ty, wb, false); // unpacked and widened once, used for 4 activation rows
+    const wh = weightQ(ty, wb, true);
     const w0 = lo16(wl), w1 = hi16(wl), w2 = lo16(wh), w3 = hi16(wh);
     const sumi = reduce4(
       dotWithActs(w0, w1, w2, w3, x0 + o + qo),
@@ -95,25 +95,25 @@ const ROW_BLOCK: i32 = 16;
       dotWithActs(w0, w1, w2, w3, x3 + o + qo));
     const scale = f32x4.mul(f32x4.splat(f16_to_f32(load<u16>(wb))), f16x4_gather(x0 + o, x1 + o, x2 + o, x3 + o));
     let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
-    if (hasMin(t)) {
+    if (hasMin(ty)) {
       const sx = f16x4_gather(x0 + o + 2, x1 + o + 2, x2 + o + 2, x3 + o + 2);
       term = f32x4.add(term, f32x4.mul(f32x4.splat(f16_to_f32(load<u16>(wb, 2))), sx));
     }
     acc = f32x4.add(acc, term);
   }
-  const yp = y + ((<usize>tt * ldy + r) << 2);
+  const yp = y + ((<usize>t * ldy + r) << 2);
   const yl = <usize>ldy << 2;
   store<f32>(yp, f32x4.extract_lane(acc, 0));
-  if (cnt > 1) store<f32>(yp + yl, f32x4.extract_lane(acc, 1));
-  if (cnt > 2) store<f32>(yp + 2 * yl, f32x4.extract_lane(acc, 2));
-  if (cnt > 3) store<f32>(yp + 3 * yl, f32x4.extract_lane(acc, 3));
+  store<f32>(yp + yl, f32x4.extract_lane(acc, 1));
+  store<f32>(yp + 2 * yl, f32x4.extract_lane(acc, 2));
+  store<f32>(yp + 3 * yl, f32x4.extract_lane(acc, 3));
 }
 
 /** 4 weight rows r..r+3 (rows past cnt alias row r and are not stored) against one activation row. */
-@inline function tileW4X1(t: i32, w: usize, ws: usize, r: i32, cnt: i32, xr: usize, nb: i32, yp: usize): void {
-  const wbs = blockBytes(t);
-  const xbs = actBytes(t);
-  const qo = actQs(t);
+@inline function tileW4X1(ty: i32, w: usize, ws: usize, r: i32, cnt: i32, xr: usize, nb: i32, yp: usize): void {
+  const wbs = blockBytes(ty);
+  const xbs = actBytes(ty);
+  const qo = actQs(ty);
   const w0 = w + <usize>r * ws;
   const w1 = w0 + (cnt > 1 ? ws : 0);
   const w2 = w0 + (cnt > 2 ? 2 * ws : 0);
@@ -126,13 +126,13 @@ const ROW_BLOCK: i32 = 16;
     const xh = v128.load(xb + qo + 16);
     const a0 = lo16(xl), a1 = hi16(xl), a2 = lo16(xh), a3 = hi16(xh);
     const sumi = reduce4(
-      dotWithWeights(t, w0 + o, a0, a1, a2, a3),
-      dotWithWeights(t, w1 + o, a0, a1, a2, a3),
-      dotWithWeights(t, w2 + o, a0, a1, a2, a3),
-      dotWithWeights(t, w3 + o, a0, a1, a2, a3));
+      dotWithWeights(ty, w0 + o, a0, a1, a2, a3),
+      dotWithWeights(ty, w1 + o, a0, a1, a2, a3),
+      dotWithWeights(ty, w2 + o, a0, a1, a2, a3),
+      dotWithWeights(ty, w3 + o, a0, a1, a2, a3));
     const scale = f32x4.mul(f16x4_gather(w0 + o, w1 + o, w2 + o, w3 + o), f32x4.splat(f16_to_f32(load<u16>(xb))));
     let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
-    if (hasMin(t)) {
+    if (hasMin(ty)) {
       const mw = f16x4_gather(w0 + o + 2, w1 + o + 2, w2 + o + 2, w3 + o + 2);
       term = f32x4.add(term, f32x4.mul(mw, f32x4.splat(f16_to_f32(load<u16>(xb, 2)))));
     }
@@ -145,45 +145,45 @@ const ROW_BLOCK: i32 = 16;
   if (cnt > 3) store<f32>(yr, f32x4.extract_lane(acc, 3), 12);
 }
 
-@inline function matmulQuant(t: i32, w: usize, x: usize, y: usize, cols: i32, n: i32, ldy: i32, r0: i32, r1: i32): void {
+@inline function matmulQuant(ty: i32, w: usize, x: usize, y: usize, cols: i32, n: i32, ldy: i32, r0: i32, r1: i32): void {
   const nb = cols >> 5;
-  const ws = <usize>nb * blockBytes(t);
-  const xs = <usize>nb * actBytes(t);
+  const ws = <usize>nb * blockBytes(ty);
+  const xs = <usize>nb * actBytes(ty);
   const n4 = n & ~3;
   if (n4 > 0) {
     for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
       const re = min(rb + ROW_BLOCK, r1);
-      for (let tt = 0; tt < n4; tt += 4) {
-        for (let r = rb; r < re; r++) tileW1X4(t, w + <usize>r * ws, x, xs, tt, 4, nb, y, ldy, r);
+      for (let t = 0; t < n4; t += 4) {
+        for (let r = rb; r < re; r++) tileW1X4(ty, w + <usize>r * ws, x, xs, t, nb, y, ldy, r);
       }
     }
   }
-  for (let tt = n4; tt < n; tt++) {
-    const xr = x + <usize>tt * xs;
-    const yp = y + ((<usize>tt * ldy) << 2);
-    for (let r = r0; r < r1; r += 4) tileW4X1(t, w, ws, r, min(4, r1 - r), xr, nb, yp);
+  for (let t = n4; t < n; t++) {
+    const xr = x + <usize>t * xs;
+    const yp = y + ((<usize>t * ldy) << 2);
+    for (let r = r0; r < r1; r += 4) tileW4X1(ty, w, ws, r, min(4, r1 - r), xr, nb, yp);
   }
 }
 
 /** Scalar twin: same per-block math from the format definition (blockQ), one element at a time. */
-@inline function matmulQuantScalar(t: i32, w: usize, x: usize, y: usize, cols: i32, n: i32, ldy: i32, r0: i32, r1: i32): void {
+@inline function matmulQuantScalar(ty: i32, w: usize, x: usize, y: usize, cols: i32, n: i32, ldy: i32, r0: i32, r1: i32): void {
   const nb = cols >> 5;
-  const wbs = blockBytes(t);
-  const at = hasMin(t) ? T_Q8_1 : T_Q8_0;
-  const xbs = actBytes(t);
-  for (let tt = 0; tt < n; tt++) {
+  const wbs = blockBytes(ty);
+  const at = hasMin(ty) ? T_Q8_1 : T_Q8_0;
+  const xbs = actBytes(ty);
+  for (let t = 0; t < n; t++) {
     for (let r = r0; r < r1; r++) {
       let acc: f32 = 0;
       for (let b = 0; b < nb; b++) {
         const wb = w + (<usize>r * nb + b) * wbs;
-        const xb = x + (<usize>tt * nb + b) * xbs;
+        const xb = x + (<usize>t * nb + b) * xbs;
         let sumi = 0;
-        for (let k = 0; k < 32; k++) sumi += blockQ(t, wb, k) * blockQ(at, xb, k);
+        for (let k = 0; k < 32; k++) sumi += blockQ(ty, wb, k) * blockQ(at, xb, k);
         let term = f16_to_f32(load<u16>(wb)) * f16_to_f32(load<u16>(xb)) * <f32>sumi;
-        if (hasMin(t)) term += f16_to_f32(load<u16>(wb, 2)) * f16_to_f32(load<u16>(xb, 2));
+        if (hasMin(ty)) term += f16_to_f32(load<u16>(wb, 2)) * f16_to_f32(load<u16>(xb, 2));
         acc += term;
       }
-      store<f32>(y + ((<usize>tt * ldy + r) << 2), acc);
+      store<f32>(y + ((<usize>t * ldy + r) << 2), acc);
     }
   }
 }

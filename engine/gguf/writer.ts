@@ -28,6 +28,8 @@ export function ggufArray(elemType: number, items: GGUFArrayValue['items']): GGU
 
 const MAX_DIMS = 4;
 const MAX_ARRAY_DEPTH = 4;
+/** Longest key or tensor name the reader accepts. */
+const MAX_NAME_BYTES = 1 << 16;
 const encoder = new TextEncoder();
 
 /** Growable little-endian byte buffer. Also used by tests to hand-craft (possibly malformed) GGUF files. */
@@ -238,7 +240,7 @@ export class GGUFWriter {
 
   /** Sets (or replaces, keeping its position) a metadata entry. The value is checked against the type now. */
   setMeta(key: string, type: number, value: GGUFWriterValue): this {
-    if (typeof key !== 'string') throw new OptionError('key', 'expected a string');
+    if (typeof key !== 'string' || encoder.encode(key).byteLength > MAX_NAME_BYTES) throw new OptionError('key', `expected a string of at most ${MAX_NAME_BYTES} bytes`);
     if (key === 'general.alignment') {
       if (type !== GGUFValueType.UINT32) throw new OptionError(key, 'must be a UINT32');
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || (value & (value - 1)) !== 0 || value > 1 << 16) {
@@ -283,7 +285,7 @@ export class GGUFWriter {
    * function returning them when written (checked then).
    */
   addTensor(name: string, shape: readonly number[], type: number, data: TensorData): this {
-    if (typeof name !== 'string') throw new OptionError('name', 'expected a string');
+    if (typeof name !== 'string' || encoder.encode(name).byteLength > MAX_NAME_BYTES) throw new OptionError('name', `expected a string of at most ${MAX_NAME_BYTES} bytes`);
     if (this.names.has(name)) throw new OptionError(`tensor "${name}"`, 'duplicate tensor name');
     const nBytes = tensorBytes(shape, type, `tensor "${name}"`);
     if (data instanceof Uint8Array) {
