@@ -146,6 +146,28 @@ describe('number formats', () => {
     expect(K.f32(dst, n)).toEqual(x);
     expect(K.k.dequantize_row(12, src, dst, n)).toBe(-1);
   });
+
+  it('round_to_f16 / round_to_bf16 keep f32 values at half precision (nearest even)', async () => {
+    const K = await Kernels.create();
+    const n = 1000;
+    const x = randomF32(rng(9), n, 50);
+    x[0] = 65519; x[1] = 65520; x[2] = 1e-7; x[3] = -0; x[4] = 1 + 2 ** -11; x[5] = 1 + 3 * 2 ** -11;
+    const [src] = put(K, x);
+    const dst = K.alloc(n * 4);
+    K.k.round_to_f16(src!, dst, n);
+    const got = K.f32(dst, n);
+    for (let i = 0; i < n; i++) expect(Object.is(got[i], fr(halfToNumber(numberToHalf(x[i]!)))), `f16 ${x[i]}`).toBe(true);
+    expect(got[1]).toBe(Infinity);
+    expect(got[4]).toBe(1);
+    expect(got[5]).toBe(1 + 2 ** -9);
+    K.k.round_to_bf16(src!, dst, n);
+    const b = K.f32(dst, n);
+    for (let i = 0; i < n; i++) {
+      const bits = f32Bits(x[i]!);
+      const rounded = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+      expect(b[i], `bf16 ${x[i]}`).toBe(bf16ToNumber(rounded));
+    }
+  });
 });
 
 /** Allocates and fills f32 arrays; returns their pointers. */

@@ -81,6 +81,25 @@ export function convert_f32_to_f16(src: usize, dst: usize, n: i32): void {
   for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>f32_to_f16(load<f32>(src + (<usize>i << 2))));
 }
 
+/**
+ * f32 values rounded to half precision and widened back (round to nearest even): the activations llama.cpp feeds
+ * F16 weights (it converts them to f16 before the dot product), so that products come out bit-for-bit the same.
+ */
+export function round_to_f16(src: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dst + o, f16_to_f32(f32_to_f16(load<f32>(src + o))));
+  }
+}
+
+/** Same for bfloat16 (llama.cpp's activation type for BF16 weights). */
+export function round_to_bf16(src: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dst + o, bf16_to_f32(f32_to_bf16(load<f32>(src + o))));
+  }
+}
+
 /** Bulk f32 -> bf16 (round to nearest even); n elements. */
 export function convert_f32_to_bf16(src: usize, dst: usize, n: i32): void {
   for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>f32_to_bf16(load<f32>(src + (<usize>i << 2))));

@@ -4,7 +4,7 @@ export {
   arena_init, arena_alloc, arena_free, arena_size_of, arena_limit,
   arena_bytes_in_use, arena_bytes_peak, arena_bytes_reserved, arena_alloc_count, arena_free_count, arena_reset_peak,
 } from './arena';
-export { f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, convert_f32_to_f16, convert_f32_to_bf16 } from './f16';
+export { f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, convert_f32_to_f16, convert_f32_to_bf16, round_to_f16, round_to_bf16 } from './f16';
 export {
   matmul_f32, matmul_f16, matmul_bf16, matmul_f32_scalar, matmul_f16_scalar, matmul_bf16_scalar,
 } from './matmul_float';

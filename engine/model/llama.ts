@@ -13,11 +13,17 @@ import type { LlamaHParams } from './hparams.js';
 import { RopeTable } from './rope.js';
 import type { LlamaWeights, Matrix } from './weights.js';
 
-/** How activations are fed to a weight type: as f32, or quantized per 32-block (llama.cpp's vec_dot_type). */
-type ActFormat = 'f32' | 'q8_0' | 'q8_1';
+/**
+ * How activations are fed to a weight type, following llama.cpp's vec_dot_type: F32 as is; F16 and BF16 rounded to
+ * that precision (kept as f32 values, so products and sums match a half-precision dot exactly); block types
+ * quantized per 32-block to Q8_0 or Q8_1.
+ */
+type ActFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q8_1';
 
 function actFormat(type: number): ActFormat {
   switch (type) {
+    case GGMLType.F16: return 'f16';
+    case GGMLType.BF16: return 'bf16';
     case GGMLType.Q4_0: case GGMLType.Q5_0: case GGMLType.Q8_0: return 'q8_0';
     case GGMLType.Q4_1: case GGMLType.Q5_1: return 'q8_1';
     default: return 'f32';
@@ -44,7 +50,7 @@ export function scratchBytes(hp: LlamaHParams, batch: number, contextLength: num
   const qDim = hp.nHeads * hp.headDim;
   const maxCols = Math.max(hp.dim, hp.ffnDim, qDim);
   const f = (n: number) => Math.ceil((n * 4) / 64) * 64;
-  const act = Math.ceil((batch * (maxCols / 32) * 36) / 64) * 64 + 64;
+  const act = f(batch * maxCols) + 64;
   return f(batch * hp.dim) * 3 + f(batch * qDim) * 2 + f(batch * hp.ffnDim) * 2 + act * 2 +
     f(contextLength) + f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
 }
@@ -69,7 +75,8 @@ export class LlamaGraph {
       this.ptrs.push(p);
       return p;
     };
-    const actBytes = batch * (maxCols / 32) * 36 + 64;
+    // Room for the largest activation format: f32-sized rounded copies (q8 blocks need 36 bytes per 32 values).
+    const actBytes = batch * maxCols * 4 + 64;
     try {
       this.s = {
         x: a(batch * hp.dim), xb: a(batch * hp.dim), xb2: a(batch * hp.dim),
@@ -106,8 +113,11 @@ export class LlamaGraph {
       let p = done.get(fmt);
       if (p === undefined) {
         p = done.size === 0 ? this.s.act0 : this.s.act1;
-        if (fmt === 'q8_0') this.kern.k.quantize_q8_0(x, p, n * cols);
-        else this.kern.k.quantize_q8_1(x, p, n * cols);
+        const k = this.kern.k;
+        if (fmt === 'q8_0') k.quantize_q8_0(x, p, n * cols);
+        else if (fmt === 'q8_1') k.quantize_q8_1(x, p, n * cols);
+        else if (fmt === 'f16') k.round_to_f16(x, p, n * cols);
+        else k.round_to_bf16(x, p, n * cols);
         done.set(fmt, p);
       }
       return p;

@@ -35,6 +35,8 @@ export type KernelExports = {
   f32_to_bf16(f: number): number;
   convert_f32_to_f16(src: number, dst: number, n: number): void;
   convert_f32_to_bf16(src: number, dst: number, n: number): void;
+  round_to_f16(src: number, dst: number, n: number): void;
+  round_to_bf16(src: number, dst: number, n: number): void;
 
   matmul_f32: MatmulFn; matmul_f16: MatmulFn; matmul_bf16: MatmulFn;
   matmul_f32_scalar: MatmulFn; matmul_f16_scalar: MatmulFn; matmul_bf16_scalar: MatmulFn;
