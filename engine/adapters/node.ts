@@ -19,24 +19,21 @@ export async function fileSource(path: string): Promise<ByteSource> {
     const code = (e as NodeJS.ErrnoException).code;
     throw new SourceError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
   }
-  return {
-    name: path,
-    size,
-    async *chunks() {
-      const fh = await open(path, 'r');
-      try {
-        let pos = 0;
-        while (pos < size) {
-          // A fresh buffer per chunk: consumers may hold a chunk while the next one is read.
-          const buf = new Uint8Array(Math.min(CHUNK, size - pos));
-          const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
-          if (bytesRead === 0) return;
-          pos += bytesRead;
-          yield bytesRead === buf.byteLength ? buf : buf.subarray(0, bytesRead);
-        }
-      } finally {
-        await fh.close();
+  async function* from(start: number) {
+    const fh = await open(path, 'r');
+    try {
+      let pos = start;
+      while (pos < size) {
+        // A fresh buffer per chunk: consumers may hold a chunk while the next one is read.
+        const buf = new Uint8Array(Math.min(CHUNK, size - pos));
+        const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
+        if (bytesRead === 0) return;
+        pos += bytesRead;
+        yield bytesRead === buf.byteLength ? buf : buf.subarray(0, bytesRead);
       }
-    },
-  };
+    } finally {
+      await fh.close();
+    }
+  }
+  return { name: path, size, chunks: () => from(0), chunksFrom: from };
 }

@@ -12,7 +12,15 @@ export class ChunkReader {
   private base = 0;
   private done = false;
 
-  constructor(chunks: AsyncIterable<Uint8Array>, private readonly onEof: (offset: number, wanted: number) => Error) {
+  /**
+   * `reopen`, when the source is seekable, gives chunks from an absolute offset: skip() then jumps over large gaps
+   * (unused tensors) instead of reading through them.
+   */
+  constructor(
+    chunks: AsyncIterable<Uint8Array>,
+    private readonly onEof: (offset: number, wanted: number) => Error,
+    private readonly reopen?: (offset: number) => AsyncIterable<Uint8Array>,
+  ) {
     this.iter = chunks[Symbol.asyncIterator]();
   }
 
@@ -107,8 +115,21 @@ export class ChunkReader {
   }
 
   async skip(n: number): Promise<void> {
+    if (this.reopen && !this.done && n - this.buffered > ChunkReader.SEEK_THRESHOLD) {
+      const target = this.offset + n;
+      await this.iter.return?.();
+      this.iter = this.reopen(target)[Symbol.asyncIterator]();
+      this.buf = new Uint8Array(0);
+      this.view = new DataView(this.buf.buffer);
+      this.base = target;
+      this.pos = 0;
+      return;
+    }
     await this.pipe(n, () => {});
   }
+
+  /** Gaps larger than this are skipped by seeking (when the source can). */
+  static readonly SEEK_THRESHOLD = 16 << 20;
 
   /** Releases the source (closes the file or cancels the stream). */
   async close(): Promise<void> {

@@ -302,8 +302,11 @@ export async function readGGUFHeader(source: ByteSource): Promise<GGUFHeader> {
 }
 
 export function openReader(source: ByteSource): ChunkReader {
-  return new ChunkReader(source.chunks(), (offset, wanted) =>
-    new GGUFFormatError(source.name, 'file', `truncated: ${wanted} more bytes were needed at offset ${offset}`));
+  return new ChunkReader(
+    source.chunks(),
+    (offset, wanted) => new GGUFFormatError(source.name, 'file', `truncated: ${wanted} more bytes were needed at offset ${offset}`),
+    source.chunksFrom?.bind(source),
+  );
 }
 
 /**

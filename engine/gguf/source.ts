@@ -11,19 +11,18 @@ export interface ByteSource {
   readonly size: number | undefined;
   /** Sequential chunks from the start. Breaking out of the loop releases the underlying resource. */
   chunks(): AsyncIterable<Uint8Array>;
+  /** Seekable sources (files, bytes) also give chunks from any offset, so that readers skip gaps without reading them. */
+  chunksFrom?(offset: number): AsyncIterable<Uint8Array>;
 }
 
 const CHUNK = 4 << 20;
 
 export function bytesSource(bytes: Uint8Array | ArrayBuffer, name = '<bytes>'): ByteSource {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  return {
-    name,
-    size: u8.byteLength,
-    async *chunks() {
-      for (let off = 0; off < u8.byteLength; off += CHUNK) yield u8.subarray(off, Math.min(u8.byteLength, off + CHUNK));
-    },
-  };
+  async function* from(start: number) {
+    for (let off = start; off < u8.byteLength; off += CHUNK) yield u8.subarray(off, Math.min(u8.byteLength, off + CHUNK));
+  }
+  return { name, size: u8.byteLength, chunks: () => from(0), chunksFrom: from };
 }
 
 export function streamSource(stream: ReadableStream<Uint8Array>, name: string, size?: number): ByteSource {
