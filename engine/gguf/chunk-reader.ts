@@ -1,3 +1,5 @@
+import { concatBytes } from '../bytes.js';
+
 /**
  * Sequential little-endian reader over a chunked byte source. `need(n)` buffers at least n bytes (awaiting more
  * chunks only when the buffer runs short), after which the sync getters read from the buffer.
@@ -43,12 +45,7 @@ export class ChunkReader {
       parts.push(chunk);
       have += chunk.byteLength;
     }
-    const merged = new Uint8Array(have);
-    let o = 0;
-    for (const p of parts) {
-      merged.set(p, o);
-      o += p.byteLength;
-    }
+    const merged = concatBytes(parts);
     this.base += this.pos;
     this.pos = 0;
     this.buf = merged;

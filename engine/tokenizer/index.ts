@@ -16,6 +16,7 @@ import type { GGUFValue } from '../gguf/reader.js';
 import { byteLevelDecode, byteLevelEncode } from './byte-level.js';
 import { readVocab, spmMerges, toTokenizerJson, TokenType, type GGUFVocab, type TokenizerKind } from './from-gguf.js';
 import { preTokenize } from './pretokenize.js';
+import { concatBytes } from '../bytes.js';
 
 export type { TokenizerKind } from './from-gguf.js';
 export { StreamDecoder } from './stream-decoder.js';
@@ -158,7 +159,6 @@ export class GGUFTokenizer {
   decode(ids: readonly number[], opts: { skipSpecial?: boolean } = {}): string {
     const skip = opts.skipSpecial ?? true;
     const parts: Uint8Array[] = [];
-    let total = 0;
     let first = 0;
     while (first < ids.length && ids[first] === this.bos) first++;
     for (let i = 0; i < ids.length; i++) {
@@ -166,15 +166,8 @@ export class GGUFTokenizer {
       let b = skip ? this.piece(id) : this.pieceWithSpecial(id);
       if (i === first && this.addSpacePrefix && b.length > 0 && b[0] === 0x20) b = b.subarray(1);
       parts.push(b);
-      total += b.length;
     }
-    const all = new Uint8Array(total);
-    let off = 0;
-    for (const p of parts) {
-      all.set(p, off);
-      off += p.length;
-    }
-    return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(all);
+    return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(concatBytes(parts));
   }
 
   /**
