@@ -7,8 +7,10 @@ import type { GGUFHeader, GGUFValue } from './gguf/reader.js';
 import type { ByteSource } from './gguf/source.js';
 import { bytesSource, responseSource, streamSource, urlSource } from './gguf/source.js';
 import { GGML_TYPES } from './gguf/types.js';
-import { ContiguousKVCache, validateKVOptions } from './kv/cache.js';
-import type { KVOptions } from './kv/cache.js';
+import { createKVCache, growthRule } from './kv/cache.js';
+import type { KVGrowthRule, KVShape } from './kv/cache.js';
+import { validateKVOptions } from './kv/options.js';
+import type { KVOptions, ResolvedKVOptions } from './kv/options.js';
 import { readHParams } from './model/hparams.js';
 import type { LlamaHParams } from './model/hparams.js';
 import { LlamaGraph, scratchBytes } from './model/llama.js';
@@ -106,6 +108,10 @@ export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: 
   return { weights, scratch, kvPerToken, kvAtContext, total: weights + scratch + kvAtContext };
 }
 
+function kvShape(hp: LlamaHParams, contextLength: number): KVShape {
+  return { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, contextLength };
+}
+
 export class Model {
   private alive = true;
   private readonly sessions = new Set<Session>();
@@ -117,7 +123,9 @@ export class Model {
     private readonly kern: Kernels | undefined,
     private readonly graph: LlamaGraph | undefined,
     private readonly weightPtrs: number[],
-    private readonly kvOptions: Required<KVOptions>,
+    private readonly kvOptions: ResolvedKVOptions,
+    /** The contiguous growth rule (undefined for paged layouts and vocab-only models). */
+    private readonly kvRule: KVGrowthRule | undefined,
   ) {}
 
   get vocabOnly(): boolean {
@@ -142,7 +150,7 @@ export class Model {
     this.check();
     if (!this.graph || !this.kern) throw new OptionError('vocabOnly', 'this model was loaded with vocabOnly: true and cannot evaluate');
     const hp = this.graph.hp;
-    const kv = new ContiguousKVCache(this.kern, { nLayers: hp.nLayers, rowFloats: hp.nKVHeads * hp.headDim, contextLength: this.graph.contextLength }, this.kvOptions);
+    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), this.kvOptions, this.kvRule);
     const s = new Session(this.graph, kv, () => this.alive);
     this.sessions.add(s);
     return s;
@@ -203,7 +211,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     if (o.vocabOnly) {
       const info: ModelInfo = { ...baseInfo, hparams: undefined, contextLength: undefined, memory: undefined };
       o.onProgress?.({ status: 'ready', file: src.name });
-      return new Model(info, tokenizer, undefined, undefined, [], kvOptions);
+      return new Model(info, tokenizer, undefined, undefined, [], kvOptions, undefined);
     }
     const embd = header.tensors.find((t) => t.name === 'token_embd.weight');
     const hp = readHParams(header.metadata, src.name, embd ? embd.nElements / embd.shape[0]! : tokenizer.vocabSize);
@@ -212,7 +220,8 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     }
     const contextLength = contextOpt ?? hp.contextLength;
     const memory = planMemory(header, hp, contextLength, batch);
-    const kvInitial = kvOptions.policy === 'static' ? memory.kvAtContext : 0;
+    const kvRule = kvOptions.policy === 'paged' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
+    const kvInitial = kvRule ? Math.min(kvRule.initialCapacity(contextLength), contextLength) * memory.kvPerToken : 0;
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);
     }
@@ -231,7 +240,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     }
     o.onProgress?.({ status: 'ready', file: src.name });
     void threads;
-    return new Model(info, tokenizer, kern, graph, ptrs, kvOptions);
+    return new Model(info, tokenizer, kern, graph, ptrs, kvOptions, kvRule);
   } finally {
     await reader.close();
   }

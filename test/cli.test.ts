@@ -51,6 +51,24 @@ describe('bmc-llm run', () => {
     expect(t.err).toMatch(/topP/);
   });
 
+  it('--kv picks the KV policy: paged:16 and concat give the greedy text of static; bad forms exit 2 naming --kv', () => {
+    const args = ['run', '-m', STORIES, '-p', 'Once upon a time', '-n', '40', '--temp', '0', '--ignore-eos'];
+    const st = cli([...args, '--kv', 'static']);
+    const pg = cli([...args, '--kv', 'paged:16']);
+    const cc = cli([...args, '--kv=concat']);
+    expect(st.code).toBe(0);
+    expect(pg.code).toBe(0);
+    expect(st.out.length).toBeGreaterThan('Once upon a time'.length + 40);
+    expect(pg.out).toBe(st.out);
+    expect(cc.out).toBe(st.out);
+    for (const bad of ['bmc:x', 'paged:0', 'ring']) {
+      const r = cli(['run', '-m', STORIES, '--kv', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/--kv/);
+      expect(r.out).toBe('');
+    }
+  });
+
   it('a missing, truncated or unsupported model is one clear line on stderr and exit 1', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bmc-cli-'));
     const missing = cli(['run', '-m', join(dir, 'nope.gguf')]);

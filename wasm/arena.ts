@@ -23,6 +23,7 @@ const HDR_IN_USE: u32 = 24; // f64 payload bytes in use
 const HDR_PEAK: u32 = 32; // f64 peak of in-use
 const HDR_ALLOCS: u32 = 40; // f64 number of successful allocs
 const HDR_FREES: u32 = 48; // f64 number of frees
+const HDR_COPIED: u32 = 56; // f64 bytes moved by arena_copy (KV growth copies)
 const HDR_SIZE: u32 = 64;
 
 const BLOCK_HDR: u32 = 16;
@@ -77,6 +78,7 @@ export function arena_init(limit_bytes: u32): void {
   store<f64>(h, 0, HDR_PEAK);
   store<f64>(h, 0, HDR_ALLOCS);
   store<f64>(h, 0, HDR_FREES);
+  store<f64>(h, 0, HDR_COPIED);
 }
 
 function noteAlloc(payload: u32): void {
@@ -212,3 +214,13 @@ export function arena_limit(): f64 {
   const h = hdr();
   return <f64>(load<u64>(h, HDR_LIMIT_END) - <u64>load<u32>(h, HDR_BASE));
 }
+
+/** Copies n bytes from src to dst (memory.copy, overlap allowed) and adds n to the arena's copied-bytes counter.
+ *  Used for KV cache growth (moving live rows to a larger block), so that the copy traffic a policy causes can be
+ *  read back with arena_bytes_copied. */
+export function arena_copy(dst: usize, src: usize, n: usize): void {
+  memory.copy(dst, src, n);
+  const h = hdr();
+  store<f64>(h, load<f64>(h, HDR_COPIED) + <f64>n, HDR_COPIED);
+}
+export function arena_bytes_copied(): f64 { return load<f64>(hdr(), HDR_COPIED); }

@@ -28,27 +28,43 @@ import { hsum_f32x4 } from './matmul_float';
   return s;
 }
 
-@inline function attend(simd: bool, q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32,
-  n_kv_heads: i32, head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+// Row addressing: contiguous caches put position j at base + j*kv_stride floats; paged caches (paged = true) keep a
+// table of block base pointers (u32 each) and put position j at table[j / block_rows] + (j % block_rows)*kv_stride
+// floats. Both walk j in increasing order with the same arithmetic, so the two layouts give bit-identical results.
+@inline function attend(simd: bool, paged: bool, q: usize, k: usize, v: usize, block_rows: i32, out: usize, scratch: usize,
+  n_q: i32, n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32,
+  scale: f32): void {
   const group = n_heads / n_kv_heads;
   const kvs = <usize>kv_stride << 2;
   for (let i = 0; i < n_q; i++) {
     const len = pos0 + i + 1;
     for (let h = 0; h < n_heads; h++) {
       const g = h / group;
+      const goff = (<usize>g * head_dim) << 2;
       const qp = q + ((<usize>i * q_stride + <usize>h * head_dim) << 2);
-      const kp = k + ((<usize>g * head_dim) << 2);
-      const vp = v + ((<usize>g * head_dim) << 2);
       const op = out + ((<usize>i * out_stride + <usize>h * head_dim) << 2);
+      // Contiguous: kj = k + goff + j*kvs. Paged: kj = block base + goff + r*kvs, r = j % block_rows.
+      let kj: usize = paged ? <usize>load<u32>(k) + goff : k + goff;
+      let r = 0;
+      let blk: usize = 0;
       for (let j = 0; j < len; j++) {
-        const kj = kp + <usize>j * kvs;
         store<f32>(scratch + (<usize>j << 2), (simd ? dotSimd(qp, kj, head_dim) : dotScalar(qp, kj, head_dim)) * scale);
+        kj += kvs;
+        if (paged) {
+          if (++r == block_rows && j + 1 < len) {
+            r = 0;
+            blk += 4;
+            kj = <usize>load<u32>(k + blk) + goff;
+          }
+        }
       }
       softmax(scratch, len);
       memory.fill(op, 0, <usize>head_dim << 2);
+      let vj: usize = paged ? <usize>load<u32>(v) + goff : v + goff;
+      r = 0;
+      blk = 0;
       for (let j = 0; j < len; j++) {
         const p = load<f32>(scratch + (<usize>j << 2));
-        const vj = vp + <usize>j * kvs;
         if (simd) {
           const pv = f32x4.splat(p);
           for (let d = 0; d < head_dim; d += 4) {
@@ -61,6 +77,14 @@ import { hsum_f32x4 } from './matmul_float';
             store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vj + o));
           }
         }
+        vj += kvs;
+        if (paged) {
+          if (++r == block_rows && j + 1 < len) {
+            r = 0;
+            blk += 4;
+            vj = <usize>load<u32>(v + blk) + goff;
+          }
+        }
       }
     }
   }
@@ -69,13 +93,30 @@ import { hsum_f32x4 } from './matmul_float';
 export function attention(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
   head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
   if ((head_dim & 3) != 0) {
-    attend(false, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+    attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
   } else {
-    attend(true, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+    attend(true, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
   }
 }
 
 export function attention_scalar(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
   head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
-  attend(false, q, k, v, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+  attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+}
+
+// Paged layout: ktable / vtable hold one u32 block base pointer per block of block_rows positions; within a block,
+// position r of kv head g is at base + 4*(r*kv_row_floats + g*head_dim). Only the blocks covering positions
+// 0..pos0+n_q-1 are read. Same floating-point operations, in the same order, as `attention`.
+export function attention_paged(q: usize, ktable: usize, vtable: usize, block_rows: i32, out: usize, scratch: usize, n_q: i32,
+  n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_row_floats: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+  if ((head_dim & 3) != 0) {
+    attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
+  } else {
+    attend(true, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
+  }
+}
+
+export function attention_paged_scalar(q: usize, ktable: usize, vtable: usize, block_rows: i32, out: usize, scratch: usize, n_q: i32,
+  n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_row_floats: i32, q_stride: i32, out_stride: i32, scale: f32): void {
+  attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
 }

@@ -3,6 +3,7 @@
 export {
   arena_init, arena_alloc, arena_free, arena_size_of, arena_limit,
   arena_bytes_in_use, arena_bytes_peak, arena_bytes_reserved, arena_alloc_count, arena_free_count, arena_reset_peak,
+  arena_copy, arena_bytes_copied,
 } from './arena';
 export { f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, convert_f32_to_f16, convert_f32_to_bf16, round_to_f16, round_to_bf16 } from './f16';
 export {
@@ -20,4 +21,4 @@ export {
 export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax,
 } from './ops';
-export { attention, attention_scalar } from './attention';
+export { attention, attention_scalar, attention_paged, attention_paged_scalar } from './attention';

@@ -5,12 +5,14 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
+import { parseKVFlag } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath, progressBar } from '../adapters/model-cache.js';
 import { helpText, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 import type { GGUFValue } from '../gguf/reader.js';
+import { cmdPlan } from './plan.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -26,6 +28,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
   { name: 'threads', short: 't', type: 'int', help: 'threads (this build computes on one thread)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
+  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
@@ -40,8 +43,9 @@ const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
 
 usage:
   bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-              [--repeat-penalty R] [--seed S] [--threads N] [--ignore-eos]
+              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--ignore-eos]
   bmc-llm info FILE [--json]
+  bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
 
 run options:
 ${helpText(RUN_FLAGS)}
@@ -54,6 +58,7 @@ async function cmdRun(argv: string[]): Promise<void> {
   const { flags, positional } = parseArgs(argv, RUN_FLAGS);
   if (flags.help) { process.stdout.write(USAGE); return; }
   if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the prompt goes after -p)');
+  const kv = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   const modelPath = await resolveModelPath(flags.model as string | undefined, err);
   const tty = process.stderr.isTTY;
   let lastPct = -1;
@@ -61,6 +66,7 @@ async function cmdRun(argv: string[]): Promise<void> {
   const model = await loadModel(modelPath, {
     contextLength: flags['ctx-size'] as number | undefined,
     threads: flags.threads as number | undefined,
+    kv,
     onProgress: (p) => {
       if (p.status !== 'progress' || !tty) return;
       const pct = Math.floor(p.progress ?? 0);
@@ -169,8 +175,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (cmd === 'run') await cmdRun(rest);
     else if (cmd === 'info') await cmdInfo(rest);
+    else if (cmd === 'plan') await cmdPlan(rest);
     else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
-    else throw new OptionError(cmd, 'unknown command (run, info)');
+    else throw new OptionError(cmd, 'unknown command (run, info, plan)');
     return 0;
   } catch (e) {
     if (e instanceof BmcError) {

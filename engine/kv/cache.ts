@@ -1,45 +1,75 @@
 /**
- * KV cache in the wasm arena. Per layer, K and V are token-major tensors `[capacity][nKVHeads * headDim]` (f32):
- * appending a token writes one contiguous row, and attention is bounded by `length`, never by capacity.
+ * KV cache in the wasm arena, behind one interface that hides the layout from the forward pass.
  *
- * Policies decide how capacity grows when a step does not fit (papers.md 1.6):
- *  - `static`: the whole context is reserved up front; never grows;
- *  - `concat`: capacity = exactly what is needed, so every step allocates, copies and frees (HF DynamicCache);
- *  - `bmc`: capacity = needed + r spare rows; new rows are written in place for the next r steps.
+ * Per layer, K and V rows are token-major (`nKVHeads * headDim` f32 per token). The forward pass asks the cache
+ * where to write the n new rows of a layer (`newKeys` / `newValues`), applies biases and RoPE there, calls
+ * `commitRows`, then `attend`, which runs the attention kernel that fits the layout. Attention is always bounded by
+ * the real length, never by capacity.
+ *
+ * Layouts:
+ *  - contiguous (`ContiguousKVCache`): one block of `capacity` rows per layer for K and one for V. A growth rule
+ *    decides the capacity when a step does not fit (papers.md 1.6): `static` reserves the whole context up front,
+ *    `concat` takes exactly what is needed (allocate, copy, free on every step: HF DynamicCache), `bmc:R` takes what
+ *    is needed plus R spare rows (copy once, then write in place for the next R steps), `auto` (engine/kv/analytical.ts)
+ *    picks the spare rows with the analytical model. Growth copies go through `arena_copy`, so the arena counts them.
+ *  - paged (`PagedKVCache`, engine/kv/paged.ts): fixed blocks of B tokens and a block table; nothing is ever copied
+ *    by growth.
  * Rollback (speculative decoding) only lowers `length`: nothing is copied.
  */
-import { OptionError, OutOfMemoryError } from '../errors.js';
+import { OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
+import { PagedKVCache } from './paged.js';
+import { autoRuleFor, deferredAutoRule } from './analytical.js';
+import { contextOverflow } from './options.js';
+import type { KVPolicyName, ResolvedKVOptions } from './options.js';
 
-export type KVPolicyName = 'static' | 'concat' | 'bmc';
-
-export interface KVOptions {
-  policy?: KVPolicyName;
-  /** Spare rows per growth for `bmc` (default 64). */
-  r?: number;
-}
+export type { KVOptions, KVPolicyName, ResolvedKVOptions } from './options.js';
+export { validateKVOptions, parseKVFlag } from './options.js';
 
 export interface KVStats {
   policy: KVPolicyName;
+  /** The contiguous growth rule (e.g. 'bmc:64'), or 'paged:B'. */
+  layout: string;
   length: number;
+  /** Rows writable per layer without allocating. */
   capacity: number;
-  /** Bytes held by K and V over all layers. */
+  /** Bytes held by K and V rows over all layers. */
   bytes: number;
   peakBytes: number;
+  /** Other arena bytes the cache holds (paged: block tables and staging rows). */
+  overheadBytes: number;
+  /** Steps that allocated because they did not fit (contiguous: (re)allocated the tensors, the first allocation
+   *  included but not the up-front reservation of `static`; paged: added blocks). */
   growths: number;
+  /** Bytes copied by growth (contiguous only; paged never copies). Writing new rows is not counted. */
   bytesCopied: number;
+  /** Paged only: tokens per block and blocks held per layer (for K, and as many for V). */
+  blockSize?: number;
+  blocks?: number;
 }
 
 export interface KVCache {
+  readonly policy: KVPolicyName;
   readonly length: number;
   readonly capacity: number;
   /** Floats per row (nKVHeads * headDim). */
   readonly rowFloats: number;
-  /** Makes rows [length, length + n) writable (may grow, and so move, the tensors). */
+  /** Makes rows [length, length + n) writable (may allocate, and for contiguous layouts move the tensors). */
   reserve(n: number): void;
-  /** Byte offset of row 0 of layer `l`'s K (valid until the next reserve). */
-  keys(l: number): number;
-  values(l: number): number;
+  /**
+   * Where the projections write the K (V) rows [length, length + n) of layer `l` reserved by the last `reserve(n)`:
+   * n contiguous rows of `rowFloats` f32. Valid until the next reserve. Rows written there (biases and RoPE
+   * included) are final once `commitRows` returns.
+   */
+  newKeys(l: number): number;
+  newValues(l: number): number;
+  /** Puts the n rows written at newKeys(l)/newValues(l) at positions pos0.. (pos0 = length): a no-op where they were written in place. */
+  commitRows(l: number, pos0: number, n: number): void;
+  /**
+   * Causal attention of nQ query rows at positions pos0.. over layer `l`'s rows 0..pos0+nQ-1 (see wasm/attention.ts
+   * for q/out strides; `scratch` holds pos0 + nQ f32). Every layout gives bit-identical results.
+   */
+  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
   /** Marks n reserved rows as written. */
   advance(n: number): void;
   /** Drops rows past `len` (rollback); no copy. */
@@ -50,16 +80,61 @@ export interface KVCache {
 
 export interface KVShape {
   nLayers: number;
-  rowFloats: number;
+  nKVHeads: number;
+  headDim: number;
   contextLength: number;
 }
 
-export function validateKVOptions(o: KVOptions | undefined): Required<KVOptions> {
-  const policy = o?.policy ?? 'bmc';
-  if (!['static', 'concat', 'bmc'].includes(policy)) throw new OptionError('kv.policy', `"${String(policy)}" is not one of static, concat, bmc`);
-  const r = o?.r ?? 64;
-  if (!Number.isInteger(r) || r < 1 || r > 1 << 20) throw new OptionError('kv.r', `${r} is not an integer in [1, 1048576]`);
-  return { policy, r };
+/**
+ * A contiguous growth rule: the capacity (rows per layer) to reserve at the start, and the capacity to move to when
+ * a step needs `need` rows but only `capacity` exist (len = rows in use). The cache clamps the answer to
+ * [need, contextLength]. Rules are stateless and may be shared by every session of a model.
+ */
+export interface KVGrowthRule {
+  readonly name: string;
+  initialCapacity(contextLength: number): number;
+  nextCapacity(len: number, need: number, capacity: number, contextLength: number): number;
+}
+
+export const staticRule: KVGrowthRule = {
+  name: 'static',
+  initialCapacity: (contextLength) => contextLength,
+  nextCapacity: (_len, _need, _capacity, contextLength) => contextLength,
+};
+
+export const concatRule: KVGrowthRule = {
+  name: 'concat',
+  initialCapacity: () => 0,
+  nextCapacity: (_len, need) => need,
+};
+
+export function bmcRule(r: number): KVGrowthRule {
+  return {
+    name: `bmc:${r}`,
+    initialCapacity: () => 0,
+    nextCapacity: (_len, need, _capacity, contextLength) => Math.min(need + r, contextLength),
+  };
+}
+
+/** The contiguous growth rule of a (validated) policy. */
+export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
+  void shape;
+  switch (o.policy) {
+    case 'static': return staticRule;
+    case 'concat': return concatRule;
+    case 'bmc': return bmcRule(o.r);
+    // Reserves nothing up front; createKVCache binds it to a calibration on the kernels before the first growth.
+    case 'auto': return deferredAutoRule;
+    case 'paged': throw new RangeError('paged is not a contiguous growth rule');
+  }
+}
+
+/** The cache for one sequence. `rule` overrides the contiguous growth rule of `o.policy` (computed once per model). */
+export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule): KVCache {
+  if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize);
+  // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
+  if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule)) rule = autoRuleFor(kern, shape, o);
+  return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy);
 }
 
 export class ContiguousKVCache implements KVCache {
@@ -71,29 +146,38 @@ export class ContiguousKVCache implements KVCache {
   private copied = 0;
   private peak = 0;
   private disposed = false;
+  readonly rowFloats: number;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, private readonly opts: Required<KVOptions>) {
-    if (opts.policy === 'static') this.grow(shape.contextLength);
+  constructor(
+    private readonly kern: Kernels,
+    private readonly shape: KVShape,
+    readonly rule: KVGrowthRule,
+    readonly policy: KVPolicyName = rule.name.replace(/:.*/, '') as KVPolicyName,
+  ) {
+    this.rowFloats = shape.nKVHeads * shape.headDim;
+    const initial = this.clampCapacity(rule.initialCapacity(shape.contextLength), 0);
+    if (initial > 0) this.grow(initial);
   }
 
   get length(): number { return this.len; }
   get capacity(): number { return this.cap; }
-  get rowFloats(): number { return this.shape.rowFloats; }
 
-  private get rowBytes(): number { return this.shape.rowFloats * 4; }
+  private get rowBytes(): number { return this.rowFloats * 4; }
+
+  private clampCapacity(c: number, need: number): number {
+    if (!Number.isFinite(c)) throw new RangeError(`KV growth rule ${this.rule.name} returned ${c}`);
+    return Math.min(Math.max(Math.ceil(c), need), this.shape.contextLength);
+  }
 
   reserve(n: number): void {
     const need = this.len + n;
-    if (need > this.shape.contextLength) {
-      throw new OptionError('contextLength', `the sequence would reach ${need} tokens, past the context length ${this.shape.contextLength}`);
-    }
+    if (need > this.shape.contextLength) throw contextOverflow(need, this.shape.contextLength);
     if (need <= this.cap) return;
-    const { policy, r } = this.opts;
-    const target = policy === 'concat' ? need : policy === 'bmc' ? Math.min(need + r, this.shape.contextLength) : this.shape.contextLength;
-    this.grow(target);
+    this.grow(this.clampCapacity(this.rule.nextCapacity(this.len, need, this.cap, this.shape.contextLength), need));
+    this.growths++;
   }
 
-  /** Moves every layer's K and V to blocks of `cap` rows: allocate, copy the live rows, zero the spare ones, free. */
+  /** Moves every layer's K and V to blocks of `cap` rows: allocate, copy the live rows (counted), zero the spare ones, free. */
   private grow(cap: number): void {
     const bytes = cap * this.rowBytes;
     const live = this.len * this.rowBytes;
@@ -105,26 +189,36 @@ export class ContiguousKVCache implements KVCache {
       if (e instanceof OutOfMemoryError) throw new OutOfMemoryError(`KV cache for ${cap} tokens`, bytes * 2 * this.shape.nLayers, e.limit);
       throw e;
     }
-    const mem = new Uint8Array(this.kern.memory.buffer);
     const old = [...this.k, ...this.v];
     for (let i = 0; i < fresh.length; i++) {
-      const dst = fresh[i]!;
-      if (live > 0) mem.copyWithin(dst, old[i]!, old[i]! + live);
-      mem.fill(0, dst + live, dst + bytes);
+      if (live > 0) this.kern.copyCounted(fresh[i]!, old[i]!, live);
     }
+    const mem = new Uint8Array(this.kern.memory.buffer); // after every alloc: a grow detaches older views
+    for (const dst of fresh) mem.fill(0, dst + live, dst + bytes);
     for (const p of old) this.kern.free(p);
-    if (old.length > 0) {
-      this.growths++;
-      this.copied += live * old.length;
-    }
+    this.copied += live * old.length;
     this.k = fresh.slice(0, this.shape.nLayers);
     this.v = fresh.slice(this.shape.nLayers);
     this.cap = cap;
     this.peak = Math.max(this.peak, bytes * fresh.length);
   }
 
+  /** Byte offset of row 0 of layer `l`'s K (valid until the next reserve). */
   keys(l: number): number { return this.k[l]!; }
   values(l: number): number { return this.v[l]!; }
+
+  newKeys(l: number): number { return this.k[l]! + this.len * this.rowBytes; }
+  newValues(l: number): number { return this.v[l]! + this.len * this.rowBytes; }
+
+  commitRows(_l: number, pos0: number, n: number): void {
+    if (pos0 !== this.len || pos0 + n > this.cap) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, capacity ${this.cap})`);
+  }
+
+  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+    const { nKVHeads, headDim } = this.shape;
+    if (pos0 + nQ > this.cap) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.cap})`);
+    this.kern.k.attention(q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale);
+  }
 
   advance(n: number): void {
     if (this.len + n > this.cap) throw new RangeError(`KV advance past capacity (${this.len} + ${n} > ${this.cap})`);
@@ -138,8 +232,9 @@ export class ContiguousKVCache implements KVCache {
 
   stats(): KVStats {
     return {
-      policy: this.opts.policy, length: this.len, capacity: this.cap, bytes: this.cap * this.rowBytes * 2 * this.shape.nLayers,
-      peakBytes: this.peak, growths: this.growths, bytesCopied: this.copied,
+      policy: this.policy, layout: this.rule.name, length: this.len, capacity: this.cap,
+      bytes: this.cap * this.rowBytes * 2 * this.shape.nLayers, peakBytes: this.peak, overheadBytes: 0,
+      growths: this.growths, bytesCopied: this.copied,
     };
   }
 

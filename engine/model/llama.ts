@@ -4,7 +4,8 @@
  *   x = h + Wdown · (silu(Wgate·norm(h)) * Wup·norm(h))
  * then logits = Wout · norm(x). Every step is one call into the wasm kernels on byte offsets into the arena.
  * A chunk of n tokens goes through each weight matrix as one n-row matrix multiply (batched prefill); new K/V rows
- * are written by the projections straight into the KV cache rows that the cache reserved for them.
+ * are written by the projections where the KV cache says (its own rows for contiguous layouts), then committed, and
+ * attention runs through the cache, which picks the kernel for its layout: the graph never sees the layout.
  */
 import { GGMLType } from '../gguf/types.js';
 import type { KVCache } from '../kv/cache.js';
@@ -155,8 +156,9 @@ export class LlamaGraph {
     const scale = Math.fround(1 / Math.sqrt(hp.headDim));
     for (let l = 0; l < hp.nLayers; l++) {
       const L = w.layers[l]!;
-      const kRows = kv.keys(l) + pos0 * kvDim * 4;
-      const vRows = kv.values(l) + pos0 * kvDim * 4;
+      // Where this chunk's K/V rows go: the cache decides (its own rows, or staging rows for a paged layout).
+      const kRows = kv.newKeys(l);
+      const vRows = kv.newValues(l);
 
       // Attention block.
       k.rmsnorm(s.x, L.attnNorm, s.xb, hp.dim, n, hp.rmsEps);
@@ -169,7 +171,8 @@ export class LlamaGraph {
       this.addBias(vRows, L.bv, n, kvDim);
       k.rope(s.q, s.rope, n, hp.nHeads, hp.headDim, qDim, 0);
       k.rope(kRows, s.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
-      k.attention(s.q, kv.keys(l), kv.values(l), s.att, s.scores, n, hp.nHeads, hp.nKVHeads, hp.headDim, pos0, kvDim, qDim, qDim, scale);
+      kv.commitRows(l, pos0, n);
+      kv.attend(l, s.q, s.att, s.scores, n, pos0, hp.nHeads, qDim, qDim, scale);
       const ain = this.inputs(s.att, n, qDim);
       this.matmul(L.wo, ain(L.wo), s.xb2, n);
       this.addBias(s.xb2, L.bo, n, hp.dim);

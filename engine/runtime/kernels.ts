@@ -13,6 +13,9 @@ type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n:
 type RowFn = (src: number, dst: number, nElems: number) => void;
 type AttentionFn = (q: number, k: number, v: number, out: number, scratch: number, nQ: number, nHeads: number, nKvHeads: number,
   headDim: number, pos0: number, kvStrideFloats: number, qStrideFloats: number, outStrideFloats: number, scale: number) => void;
+type PagedAttentionFn = (q: number, kTable: number, vTable: number, blockRows: number, out: number, scratch: number, nQ: number,
+  nHeads: number, nKvHeads: number, headDim: number, pos0: number, kvRowFloats: number, qStrideFloats: number, outStrideFloats: number,
+  scale: number) => void;
 
 /** Every export of the kernel module with its signature (numbers are i32 offsets/counts or f32/f64 scalars). */
 export type KernelExports = {
@@ -28,6 +31,8 @@ export type KernelExports = {
   arena_alloc_count(): number;
   arena_free_count(): number;
   arena_reset_peak(): void;
+  arena_copy(dst: number, src: number, nBytes: number): void;
+  arena_bytes_copied(): number;
 
   f16_to_f32(h: number): number;
   f32_to_f16(f: number): number;
@@ -62,9 +67,15 @@ export type KernelExports = {
   softmax(x: number, n: number): void;
   attention: AttentionFn;
   attention_scalar: AttentionFn;
+  attention_paged: PagedAttentionFn;
+  attention_paged_scalar: PagedAttentionFn;
 };
 
-export interface ArenaStats { bytesInUse: number; bytesPeak: number; bytesReserved: number; allocs: number; frees: number }
+export interface ArenaStats {
+  bytesInUse: number; bytesPeak: number; bytesReserved: number; allocs: number; frees: number;
+  /** Bytes moved by KV cache growth (arena_copy) since the arena was set up. */
+  bytesCopied: number;
+}
 
 /** ggml tensor type ids understood by the kernels. */
 export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, BF16: 30 } as const;
@@ -137,6 +148,11 @@ export class Kernels {
     new Uint8Array(this.memory.buffer, ptr, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
 
+  /** Copies `bytes` from `src` to `dst` inside the arena and counts them as KV growth traffic (stats().bytesCopied). */
+  copyCounted(dst: number, src: number, bytes: number): void {
+    this.k.arena_copy(dst | 0, src | 0, bytes | 0);
+  }
+
   stats(): ArenaStats {
     const k = this.k;
     return {
@@ -145,6 +161,7 @@ export class Kernels {
       bytesReserved: k.arena_bytes_reserved(),
       allocs: k.arena_alloc_count(),
       frees: k.arena_free_count(),
+      bytesCopied: k.arena_bytes_copied(),
     };
   }
 

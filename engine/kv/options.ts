@@ -1,0 +1,84 @@
+/**
+ * KV cache options: the library form `kv: { policy, r, blockSize, budgetBytes }` and the CLI form
+ * `--kv concat|static|bmc:R|paged:B|auto`. Every invalid value is an OptionError naming the field (or the flag).
+ */
+import { OptionError } from '../errors.js';
+
+export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto';
+
+export const KV_POLICIES: readonly KVPolicyName[] = ['static', 'concat', 'bmc', 'paged', 'auto'];
+
+export interface KVOptions {
+  /** How the cache grows (default 'bmc'). */
+  policy?: KVPolicyName;
+  /** Spare rows per growth for `bmc` (default 64). */
+  r?: number;
+  /** Tokens per block for `paged` (default 16). */
+  blockSize?: number;
+  /** Upper bound of KV bytes for `auto` (all layers, K and V); default: no bound beyond the memory limit. */
+  budgetBytes?: number;
+}
+
+/** Options after validation, defaults filled in. */
+export interface ResolvedKVOptions {
+  policy: KVPolicyName;
+  r: number;
+  blockSize: number;
+  budgetBytes: number | undefined;
+}
+
+export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
+export const DEFAULT_BMC_R = 64;
+export const DEFAULT_BLOCK_SIZE = 16;
+const MAX_ROWS = 1 << 20;
+
+export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
+  if (o !== undefined && (o === null || typeof o !== 'object')) throw new OptionError('kv', 'expected an object');
+  const policy = o?.policy ?? DEFAULT_KV_POLICY;
+  if (!KV_POLICIES.includes(policy)) throw new OptionError('kv.policy', `"${String(policy)}" is not one of ${KV_POLICIES.join(', ')}`);
+  const r = o?.r ?? DEFAULT_BMC_R;
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1 || r > MAX_ROWS) throw new OptionError('kv.r', `${String(r)} is not an integer in [1, ${MAX_ROWS}]`);
+  const blockSize = o?.blockSize ?? DEFAULT_BLOCK_SIZE;
+  if (typeof blockSize !== 'number' || !Number.isInteger(blockSize) || blockSize < 1 || blockSize > MAX_ROWS) {
+    throw new OptionError('kv.blockSize', `${String(blockSize)} is not an integer in [1, ${MAX_ROWS}]`);
+  }
+  const budgetBytes = o?.budgetBytes;
+  if (budgetBytes !== undefined && (typeof budgetBytes !== 'number' || !Number.isSafeInteger(budgetBytes) || budgetBytes < 1)) {
+    throw new OptionError('kv.budgetBytes', `${String(budgetBytes)} is not a positive integer`);
+  }
+  return { policy, r, blockSize, budgetBytes };
+}
+
+/**
+ * Parses the CLI form: `concat`, `static`, `bmc:R` (`bmc` alone: R = 64), `paged:B` (`paged` alone: B = 16) or
+ * `auto`. Returns library options (validated); anything else is an OptionError naming --kv.
+ */
+export function parseKVFlag(text: string): KVOptions {
+  const flag = '--kv';
+  const form = 'expected concat, static, bmc:R, paged:B or auto';
+  if (typeof text !== 'string') throw new OptionError(flag, form);
+  const m = /^(concat|static|bmc|paged|auto)(?::(.*))?$/.exec(text.trim());
+  if (!m) throw new OptionError(flag, `"${text}": ${form}`);
+  const policy = m[1] as KVPolicyName;
+  const arg = m[2];
+  let opts: KVOptions;
+  if (arg === undefined) opts = { policy };
+  else {
+    if (policy !== 'bmc' && policy !== 'paged') throw new OptionError(flag, `"${text}": ${policy} takes no value (${form})`);
+    if (!/^[0-9]+$/.test(arg)) throw new OptionError(flag, `"${text}": ${policy === 'bmc' ? 'R' : 'B'} must be a positive integer (${form})`);
+    const v = Number(arg);
+    opts = policy === 'bmc' ? { policy, r: v } : { policy, blockSize: v };
+  }
+  try {
+    validateKVOptions(opts);
+  } catch (e) {
+    if (e instanceof OptionError) throw new OptionError(flag, `"${text}": ${e.message.replace(/^option \S+: /, '')}`);
+    throw e;
+  }
+  return opts;
+}
+
+/** The error of a step that would pass the context length. */
+export function contextOverflow(need: number, contextLength: number): OptionError {
+  return new OptionError('contextLength', `the sequence would reach ${need} tokens, past the context length ${contextLength}`);
+}

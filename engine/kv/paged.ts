@@ -1,0 +1,183 @@
+/**
+ * Paged KV cache (vLLM-style): per layer, K and V live in fixed blocks of B tokens (token-major inside a block, a row
+ * is nKVHeads * headDim f32), allocated from the arena one block at a time as the sequence grows, and found through a
+ * block table (u32 block base pointers, in the arena) that the `attention_paged` kernel walks. Growth never copies.
+ *
+ * Writing new rows: when the n rows of a step fall inside one block (always for single-token decoding with B > 1 or
+ * when a block boundary is not crossed), the projections write straight into that block and `commitRows` does
+ * nothing. Otherwise they write into staging rows owned by the cache, and `commitRows` copies them into their blocks:
+ * that copy is part of writing rows, not growth, so it is not counted in `bytesCopied`.
+ *
+ * Rollback (`truncate`) only lowers the length: blocks past the new length stay allocated as spare rows and are
+ * reused by the next steps; they are freed by `dispose`. New blocks are zeroed, so spare rows are always finite.
+ */
+import { OutOfMemoryError } from '../errors.js';
+import type { Kernels } from '../runtime/kernels.js';
+import type { KVCache, KVShape, KVStats } from './cache.js';
+import { contextOverflow } from './options.js';
+
+export class PagedKVCache implements KVCache {
+  readonly policy = 'paged' as const;
+  readonly rowFloats: number;
+  private readonly rowBytes: number;
+  private readonly maxBlocks: number;
+  /** 2 * nLayers tables of maxBlocks u32: layer l's K table at tables + 8*l*maxBlocks, its V table right after. */
+  private tables = 0;
+  private readonly kBlocks: number[][] = [];
+  private readonly vBlocks: number[][] = [];
+  private nBlocks = 0;
+  private len = 0;
+  private stageK = 0;
+  private stageV = 0;
+  private stageRows = 0;
+  /** Whether the rows reserved last go through the staging rows (they cross a block boundary). */
+  private staged = false;
+  private growths = 0;
+  private peak = 0;
+  private disposed = false;
+
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly blockSize: number) {
+    this.rowFloats = shape.nKVHeads * shape.headDim;
+    this.rowBytes = this.rowFloats * 4;
+    this.maxBlocks = Math.ceil(shape.contextLength / blockSize);
+    for (let l = 0; l < shape.nLayers; l++) {
+      this.kBlocks.push([]);
+      this.vBlocks.push([]);
+    }
+    this.tables = kern.alloc(this.tableBytes, 64);
+    new Uint8Array(kern.memory.buffer, this.tables, this.tableBytes).fill(0);
+  }
+
+  get length(): number { return this.len; }
+  get capacity(): number { return this.nBlocks * this.blockSize; }
+  /** Blocks held per layer (for K, and as many for V). */
+  get blocks(): number { return this.nBlocks; }
+
+  private get tableBytes(): number { return 2 * this.shape.nLayers * this.maxBlocks * 4; }
+  private get blockBytes(): number { return this.blockSize * this.rowBytes; }
+  private kTable(l: number): number { return this.tables + 8 * l * this.maxBlocks; }
+  private vTable(l: number): number { return this.kTable(l) + 4 * this.maxBlocks; }
+
+  reserve(n: number): void {
+    const need = this.len + n;
+    if (need > this.shape.contextLength) throw contextOverflow(need, this.shape.contextLength);
+    const want = Math.ceil(need / this.blockSize);
+    if (want > this.nBlocks) this.addBlocks(want - this.nBlocks);
+    const B = this.blockSize;
+    this.staged = n > 0 && Math.floor(this.len / B) !== Math.floor((need - 1) / B);
+    if (this.staged && this.stageRows < n) {
+      const old = [this.stageK, this.stageV];
+      const bytes = n * this.rowBytes;
+      const k = this.kern.alloc(bytes, 64);
+      let v: number;
+      try {
+        v = this.kern.alloc(bytes, 64);
+      } catch (e) {
+        this.kern.free(k);
+        throw e;
+      }
+      for (const p of old) if (p) this.kern.free(p);
+      this.stageK = k;
+      this.stageV = v;
+      this.stageRows = n;
+    }
+  }
+
+  /** Adds `count` zeroed blocks to every layer's K and V, all or nothing. */
+  private addBlocks(count: number): void {
+    const L = this.shape.nLayers;
+    const bytes = this.blockBytes;
+    const fresh: number[] = [];
+    try {
+      for (let i = 0; i < 2 * L * count; i++) fresh.push(this.kern.alloc(bytes, 64));
+    } catch (e) {
+      for (const p of fresh) this.kern.free(p);
+      if (e instanceof OutOfMemoryError) {
+        throw new OutOfMemoryError(`KV cache for ${(this.nBlocks + count) * this.blockSize} tokens`, bytes * fresh.length, e.limit);
+      }
+      throw e;
+    }
+    const mem = new Uint8Array(this.kern.memory.buffer); // after every alloc: a grow detaches older views
+    const table = new Uint32Array(this.kern.memory.buffer);
+    let at = 0;
+    for (let l = 0; l < L; l++) {
+      for (let b = 0; b < count; b++) {
+        const kb = fresh[at++]!;
+        const vb = fresh[at++]!;
+        mem.fill(0, kb, kb + bytes);
+        mem.fill(0, vb, vb + bytes);
+        const slot = this.nBlocks + b;
+        table[(this.kTable(l) >>> 2) + slot] = kb;
+        table[(this.vTable(l) >>> 2) + slot] = vb;
+        this.kBlocks[l]!.push(kb);
+        this.vBlocks[l]!.push(vb);
+      }
+    }
+    this.nBlocks += count;
+    this.growths++;
+    this.peak = Math.max(this.peak, this.nBlocks * bytes * 2 * L);
+  }
+
+  private rowAt(blocks: number[], pos: number): number {
+    return blocks[Math.floor(pos / this.blockSize)]! + (pos % this.blockSize) * this.rowBytes;
+  }
+
+  newKeys(l: number): number { return this.staged ? this.stageK : this.rowAt(this.kBlocks[l]!, this.len); }
+  newValues(l: number): number { return this.staged ? this.stageV : this.rowAt(this.vBlocks[l]!, this.len); }
+
+  commitRows(l: number, pos0: number, n: number): void {
+    if (pos0 !== this.len || pos0 + n > this.capacity) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, capacity ${this.capacity})`);
+    if (!this.staged) return;
+    if (n > this.stageRows) throw new RangeError(`KV commit of ${n} rows, more than reserved`);
+    const B = this.blockSize;
+    const copy = this.kern.k.copy;
+    for (let i = 0; i < n;) {
+      const pos = pos0 + i;
+      const run = Math.min(B - (pos % B), n - i);
+      copy(this.rowAt(this.kBlocks[l]!, pos), this.stageK + i * this.rowBytes, run * this.rowBytes);
+      copy(this.rowAt(this.vBlocks[l]!, pos), this.stageV + i * this.rowBytes, run * this.rowBytes);
+      i += run;
+    }
+  }
+
+  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+    const { nKVHeads, headDim } = this.shape;
+    if (pos0 + nQ > this.capacity) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.capacity})`);
+    this.kern.k.attention_paged(q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0,
+      this.rowFloats, qStride, outStride, scale);
+  }
+
+  advance(n: number): void {
+    if (this.len + n > this.capacity) throw new RangeError(`KV advance past capacity (${this.len} + ${n} > ${this.capacity})`);
+    this.len += n;
+  }
+
+  /** Lowers the length; blocks past it are kept as spare rows (no copy, no free). */
+  truncate(len: number): void {
+    if (!Number.isInteger(len) || len < 0 || len > this.len) throw new RangeError(`KV truncate to ${len} (length ${this.len})`);
+    this.len = len;
+  }
+
+  stats(): KVStats {
+    return {
+      policy: 'paged', layout: `paged:${this.blockSize}`, length: this.len, capacity: this.capacity,
+      bytes: this.nBlocks * this.blockBytes * 2 * this.shape.nLayers, peakBytes: this.peak,
+      overheadBytes: (this.tables ? this.tableBytes : 0) + 2 * this.stageRows * this.rowBytes,
+      growths: this.growths, bytesCopied: 0, blockSize: this.blockSize, blocks: this.nBlocks,
+    };
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (let l = 0; l < this.shape.nLayers; l++) {
+      for (const p of this.kBlocks[l]!.splice(0)) this.kern.free(p);
+      for (const p of this.vBlocks[l]!.splice(0)) this.kern.free(p);
+    }
+    for (const p of [this.stageK, this.stageV, this.tables]) if (p) this.kern.free(p);
+    this.stageK = this.stageV = this.tables = 0;
+    this.stageRows = 0;
+    this.nBlocks = 0;
+    this.len = 0;
+  }
+}

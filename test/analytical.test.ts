@@ -1,0 +1,232 @@
+/**
+ * The analytical KV model (engine/kv/analytical.ts): its counts match what real sessions measure, its predictions
+ * move the way the model says they must, chooseR honours its clamps, the calibration measures something, and the
+ * `plan` command prints every policy and rejects bad flags.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadModel, OutOfMemoryError } from '../engine/index.js';
+import type { KVOptions } from '../engine/index.js';
+import { autoRule, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../engine/kv/analytical.js';
+import type { CostConstants, ModelShape } from '../engine/kv/analytical.js';
+import { Kernels } from '../engine/runtime/kernels.js';
+import { MODELS, ROOT } from './shared-paths.js';
+
+const STORIES = join(MODELS, 'stories260K.gguf');
+
+/** Fixed constants (ns) so that the counting and clamping tests do not depend on this machine. */
+const C: CostConstants = {
+  copyNsPerByte: 0.1, zeroNsPerByte: 0.03, allocFreeNs: 200, attnRowNs: 100, attnCallNs: 500, pagedAttnRowNs: 110,
+  pagedAttnCallNs: 500, padRowNs: 0, matmulNsPerByte: { F32: 0.05 }, calibrationMs: 0,
+  sizes: { copyBytes: 0, allocBytes: 0, attnRows: 0, matmulBytes: 0 },
+};
+// stories260K's KV shape.
+const SHAPE: ModelShape = { nLayers: 5, nKVHeads: 4, headDim: 8, nHeads: 8, contextLength: 4096, batch: 16, weights: [{ type: 0, bytes: 1_000_000 }] };
+
+describe('predictions', () => {
+  it('concat copies grow quadratically with G, bmc:R about G^2/R, static never copies', () => {
+    const P = 8;
+    const concat = (G: number) => predict(C, SHAPE, P, G, 'concat');
+    const a = concat(500);
+    const b = concat(1000);
+    expect(a.growths).toBe(501); // the prompt's allocation, then one per step
+    expect(b.bytesCopied / a.bytesCopied).toBeGreaterThan(3.8);
+    expect(b.bytesCopied / a.bytesCopied).toBeLessThan(4.1);
+    // Exactly the sum of the live lengths times the bytes of a token.
+    expect(a.bytesCopied).toBe(kvTokenBytes(SHAPE) * (500 * P + (499 * 500) / 2));
+    for (const R of [8, 32, 128]) {
+      const bm = predict(C, SHAPE, P, 1000, `bmc:${R}`);
+      const ratio = b.bytesCopied / bm.bytesCopied;
+      expect(ratio).toBeGreaterThan(0.8 * (R + 1));
+      expect(ratio).toBeLessThan(1.25 * (R + 1));
+      expect(bm.growths).toBeLessThanOrEqual(Math.ceil(1000 / (R + 1)) + 1);
+    }
+    let prev = Infinity;
+    for (const R of [1, 4, 16, 64, 256]) {
+      const bm = predict(C, SHAPE, P, 1000, { policy: 'bmc', r: R });
+      expect(bm.bytesCopied).toBeLessThan(prev);
+      prev = bm.bytesCopied;
+    }
+    for (const G of [1, 100, 2000]) {
+      const st = predict(C, SHAPE, P, G, 'static');
+      expect(st).toMatchObject({ growths: 0, bytesCopied: 0, peakBytes: SHAPE.contextLength * kvTokenBytes(SHAPE) });
+    }
+  });
+
+  it('times: static is fastest with c_red = 0, concat slowest, longer generations are slower per token', () => {
+    const P = 32;
+    const G = 2000;
+    const tps = (p: string) => predict(C, SHAPE, P, G, p).tokensPerSecond;
+    expect(tps('static')).toBeGreaterThanOrEqual(tps('bmc:64'));
+    expect(tps('bmc:64')).toBeGreaterThan(tps('bmc:4'));
+    expect(tps('bmc:4')).toBeGreaterThan(tps('concat'));
+    expect(predict(C, SHAPE, P, 200, 'bmc:64').msPerToken).toBeLessThan(predict(C, SHAPE, P, 2000, 'bmc:64').msPerToken);
+    // Peak memory orders the other way.
+    const peak = (p: string) => predict(C, SHAPE, P, G, p).peakBytes;
+    expect(peak('concat')).toBeLessThanOrEqual(peak('bmc:64'));
+    expect(peak('bmc:64')).toBeLessThan(peak('static'));
+    const paged = predict(C, SHAPE, P, G, 'paged:16');
+    expect(paged.bytesCopied).toBe(0);
+    expect(paged.peakBytes).toBe(Math.ceil((P + G) / 16) * 16 * kvTokenBytes(SHAPE));
+  });
+
+  it('rejects lengths past the context', () => {
+    expect(() => predict(C, SHAPE, 4000, 200, 'concat')).toThrow(/gen/);
+    expect(() => predict(C, SHAPE, 10, 10, 'ring')).toThrow(/--kv/);
+  });
+});
+
+describe('chooseR', () => {
+  it('follows r* and respects kSpec + 1, the context length, G and the budget', () => {
+    const P = 100;
+    const G = 1000;
+    const R = chooseR(C, SHAPE, P, G);
+    const rs = optimalR(C, SHAPE, P + G / 2);
+    expect(R).toBeGreaterThanOrEqual(rs);
+    expect(R).toBeLessThan(rs + 8 + 1e-9); // rounded up to the tile of 8
+    expect(R % 8).toBe(0);
+    // With c_red = 0 and memory priced in units of c_copy, r* ~ sqrt(2L / memWeight) whatever c_copy is.
+    expect(optimalR({ ...C, allocFreeNs: 0 }, SHAPE, 5000)).toBeCloseTo(100, 6);
+    expect(optimalR({ ...C, allocFreeNs: 0, copyNsPerByte: 7 }, SHAPE, 5000, { memWeight: 4 })).toBeCloseTo(50, 6);
+    // Expensive memory: r* is tiny, the verify pass of kSpec drafts still fits.
+    expect(chooseR(C, SHAPE, P, G, { memWeight: 1e6 })).toBe(9);
+    expect(chooseR(C, SHAPE, P, G, { memWeight: 1e6, kSpec: 20 })).toBe(21);
+    // Memory is free and padded rows cost nothing: r* = inf, so R is what the context (and G) leave.
+    expect(optimalR(C, SHAPE, 500, { memWeight: 0 })).toBe(Infinity);
+    expect(chooseR(C, SHAPE, P, G, { memWeight: 0 })).toBe(1000); // no more spare rows than steps
+    // The context length beats kSpec + 1: only 5 rows are left after the prompt.
+    expect(chooseR(C, { ...SHAPE, contextLength: 105 }, P, 3)).toBe(5);
+    expect(chooseR(C, { ...SHAPE, contextLength: 110 }, P, 10)).toBe(10);
+    // The budget caps the capacity: P + R rows fit in it.
+    const B = kvTokenBytes(SHAPE);
+    expect(chooseR(C, SHAPE, P, G, { memWeight: 0, budgetBytes: 300 * B + 7 })).toBe(200);
+    expect(chooseR(C, SHAPE, P, G, { budgetBytes: (P + 4) * B })).toBe(4); // budget beats kSpec + 1
+    expect(() => chooseR(C, SHAPE, P, G, { budgetBytes: (P - 1) * B })).toThrow(OutOfMemoryError);
+  });
+
+  it('the auto rule re-chooses r at each growth, grows like sqrt(L), and never passes the budget', () => {
+    const rule = autoRule(C, SHAPE);
+    expect(rule.initialCapacity(4096)).toBe(0);
+    const spare = (len: number) => rule.nextCapacity(len, len + 1, len, 4096) - (len + 1);
+    expect(spare(0)).toBeGreaterThanOrEqual(9);
+    expect(spare(3000)).toBeGreaterThan(spare(300));
+    expect(spare(3000)).toBeLessThan(4 * spare(300));
+    expect(rule.nextCapacity(4000, 4001, 4000, 4096)).toBeLessThanOrEqual(4096);
+    const B = kvTokenBytes(SHAPE);
+    const capped = autoRule(C, SHAPE, { budgetBytes: 1000 * B });
+    expect(capped.nextCapacity(990, 991, 990, 4096)).toBe(1000);
+    expect(() => capped.nextCapacity(1000, 1001, 1000, 4096)).toThrow(OutOfMemoryError);
+    const auto = predict(C, SHAPE, 32, 900, 'auto', { budgetBytes: 1000 * B });
+    expect(auto.peakBytes).toBeLessThanOrEqual(1000 * B);
+    expect(() => predict(C, SHAPE, 32, 1000, { policy: 'auto', budgetBytes: 1000 * B })).toThrow(OutOfMemoryError);
+  });
+});
+
+describe('counts match real sessions on stories260K', () => {
+  it('growths, bytes copied, capacity and peak equal session.kvStats() for every policy', async () => {
+    const ctx = 256;
+    const batch = 16;
+    const shape: ModelShape = { nLayers: 5, nKVHeads: 4, headDim: 8, contextLength: ctx, batch };
+    const cases: Array<[number, number, KVOptions]> = [
+      [37, 60, { policy: 'concat' }], [37, 60, { policy: 'static' }], [37, 100, { policy: 'bmc', r: 5 }],
+      [5, 120, { policy: 'bmc', r: 16 }], [40, 100, { policy: 'bmc', r: 64 }], [33, 90, { policy: 'paged', blockSize: 16 }],
+      [20, 80, { policy: 'paged', blockSize: 7 }],
+    ];
+    for (const [P, G, kv] of cases) {
+      const m = await loadModel(STORIES, { kv, contextLength: ctx, batchSize: batch });
+      expect(kvTokenBytes(shape)).toBe(m.info.memory!.kvPerToken);
+      const s = m.createSession();
+      await s.eval(Array.from({ length: P }, (_, i) => 1 + ((i * 7) % 500)));
+      for (let i = 0; i < G; i++) await s.eval([1 + ((i * 13) % 500)]);
+      const st = s.kvStats();
+      const p = predict(C, shape, P, G, kv);
+      const label = `${kv.policy} P=${P} G=${G}`;
+      expect({ label, growths: st.growths, bytesCopied: st.bytesCopied, capacity: st.capacity, peak: st.peakBytes, over: st.overheadBytes })
+        .toEqual({ label, growths: p.growths, bytesCopied: p.bytesCopied, capacity: p.capacity, peak: p.peakBytes, over: p.overheadBytes });
+      expect(st.length).toBe(P + G);
+      m.dispose();
+    }
+  });
+
+  it("kv: { policy: 'auto', budgetBytes } runs, keeps kSpec + 1 spare rows after a growth and stays in the budget", async () => {
+    const ctx = 512;
+    const B = 2 * 5 * 4 * 8 * 4;
+    const m = await loadModel(STORIES, { kv: { policy: 'auto', budgetBytes: 300 * B }, contextLength: ctx, batchSize: 16 });
+    const ref = await loadModel(STORIES, { kv: { policy: 'static' }, contextLength: ctx, batchSize: 16 });
+    const s = m.createSession();
+    const r = ref.createSession();
+    const ids = Array.from({ length: 20 }, (_, i) => 1 + i * 11);
+    expect(Array.from(await s.eval(ids))).toEqual(Array.from(await r.eval(ids)));
+    let st = s.kvStats();
+    expect(st.policy).toBe('auto');
+    expect(st.capacity - st.length).toBeGreaterThanOrEqual(9);
+    for (let i = 0; i < 260; i++) {
+      const before = s.kvStats();
+      const a = await s.eval([1 + i]);
+      expect(Array.from(a)).toEqual(Array.from(await r.eval([1 + i])));
+      st = s.kvStats();
+      if (st.growths > before.growths && st.capacity < 300) expect(st.capacity - st.length).toBeGreaterThanOrEqual(8);
+      expect(st.bytes).toBeLessThanOrEqual(300 * B);
+    }
+    expect(st.growths).toBeGreaterThan(1);
+    expect(st.growths).toBeLessThan(60);
+    await expect(s.eval(Array.from({ length: 30 }, () => 5))).rejects.toThrow(OutOfMemoryError);
+    m.dispose();
+    ref.dispose();
+  });
+});
+
+describe('calibrate', () => {
+  it('measures positive, finite constants on this machine (reduced sizes)', async () => {
+    const kern = await Kernels.create();
+    const before = kern.stats().bytesInUse;
+    const c = calibrate(kern, { ...SHAPE, contextLength: 256, weights: [{ type: 8, bytes: 1 << 20 }] }, { copyBytes: 1 << 20, attnRows: 128, matmulBytes: 1 << 18, reps: 3 });
+    for (const v of [c.copyNsPerByte, c.zeroNsPerByte, c.allocFreeNs, c.attnRowNs, c.pagedAttnRowNs, c.matmulNsPerByte.Q8_0!]) {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    }
+    expect(c.padRowNs).toBe(0);
+    expect(c.copyNsPerByte).toBeLessThan(10); // more than 0.1 GB/s
+    expect(c.calibrationMs).toBeLessThan(2000);
+    expect(kern.stats().bytesInUse).toBe(before); // everything freed
+    expect(kern.stats().bytesCopied).toBe(0); // not counted as KV growth traffic
+  });
+});
+
+describe('bmc-llm plan', () => {
+  const CLI = join(ROOT, 'dist/cli.js');
+  const cli = (args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, BMC_LLM_MODEL: '' }, timeout: 60_000 });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  it('prints a table with every policy and the chosen R; --json gives the same as data', () => {
+    const r = cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '200']);
+    expect(r.code).toBe(0);
+    for (const p of ['concat', 'static', 'bmc:16', 'bmc:64', 'bmc:256', 'paged:16', 'auto']) expect(r.out).toMatch(new RegExp(`^${p}\\s`, 'm'));
+    expect(r.out).toMatch(/tok\/s/);
+    expect(r.out).toMatch(/chosen R: \d+/);
+    expect(r.out).toMatch(/copy\s+[0-9.]+ ns\/B/);
+    const j = cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '200', '--budget', '1000000', '--json']);
+    expect(j.code).toBe(0);
+    const data = JSON.parse(j.out) as { predictions: Array<{ policy: string; growths: number; peakBytes: number }>; chosenR: number; constants: CostConstants };
+    expect(data.predictions.map((p) => p.policy)).toEqual(['concat', 'static', 'bmc:16', 'bmc:64', 'bmc:256', 'paged:16', 'auto']);
+    expect(data.predictions[0]!.growths).toBe(201);
+    expect(data.predictions.find((p) => p.policy === 'auto')!.peakBytes).toBeLessThanOrEqual(1000000);
+    expect(data.chosenR).toBeGreaterThanOrEqual(9);
+    expect(data.constants.copyNsPerByte).toBeGreaterThan(0);
+  });
+
+  it('bad flags exit 2 naming the flag', () => {
+    for (const [args, flag] of [
+      [['--gen', 'lots'], '--gen'], [['--prompt', '0'], '--prompt'], [['--gen', '100000'], '--gen'],
+      [['--budget', '1000'], '--budget'], [['--policies', 'concat,ring'], '--policies'], [['--frobnicate'], '--frobnicate'],
+    ] as const) {
+      const r = cli(['plan', '-m', STORIES, ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toContain(flag);
+      expect(r.out).toBe('');
+    }
+  });
+});
