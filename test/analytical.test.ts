@@ -218,6 +218,15 @@ describe('bmc-llm plan', () => {
     expect(data.constants.copyNsPerByte).toBeGreaterThan(0);
   });
 
+  it('--measure times real decode steps: a larger base step than the weight-bytes estimate on a call-bound model', () => {
+    const est = JSON.parse(cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '64', '--json']).out) as { baseTokenNs: number };
+    const r = cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '64', '--measure', '16', '--json']);
+    expect(r.code).toBe(0);
+    const m = JSON.parse(r.out) as { baseTokenNs: number };
+    expect(m.baseTokenNs).toBeGreaterThan(est.baseTokenNs);
+    expect(cli(['plan', '-m', STORIES, '--measure', '0']).code).toBe(2);
+  });
+
   it('bad flags exit 2 naming the flag', () => {
     for (const [args, flag] of [
       [['--gen', 'lots'], '--gen'], [['--prompt', '0'], '--prompt'], [['--gen', '100000'], '--gen'],

@@ -6,11 +6,12 @@
  */
 import { OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
-import { resolveSource } from '../model.js';
+import { loadModel, resolveSource } from '../model.js';
 import { readHParams } from '../model/hparams.js';
 import { planWeights } from '../model/weights.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
 import { Kernels } from '../runtime/kernels.js';
+import { measureBaseStepNs } from '../kv/measure-base.js';
 import { DEFAULT_K_SPEC, PLAN_POLICIES, baseTokenNs, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../kv/analytical.js';
 import type { ModelShape, Prediction } from '../kv/analytical.js';
 import { parseKVFlag } from '../kv/options.js';
@@ -26,6 +27,7 @@ export const PLAN_FLAGS: FlagSpec[] = [
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
   { name: 'batch-size', type: 'int', help: 'prompt tokens per forward chunk (default 128)' },
   { name: 'policies', type: 'string', help: `comma-separated policies (default ${PLAN_POLICIES.join(',')})` },
+  { name: 'measure', type: 'int', help: 'time N real decode steps for the base step time (loads the weights; default: estimate from weight bytes)' },
   { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
@@ -42,7 +44,7 @@ function intFlag(flags: Record<string, string | number | boolean>, name: string,
 export async function cmdPlan(argv: string[]): Promise<void> {
   const { flags, positional } = parseArgs(argv, PLAN_FLAGS);
   if (flags.help) {
-    process.stdout.write(`usage: bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]\n\n${helpText(PLAN_FLAGS)}\n`);
+    process.stdout.write(`usage: bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--measure N] [--json]\n\n${helpText(PLAN_FLAGS)}\n`);
     return;
   }
   if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the model goes after -m)');
@@ -86,6 +88,19 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   const kern = await Kernels.create();
   const constants = calibrate(kern, shape);
   err(`calibrated in ${constants.calibrationMs.toFixed(1)} ms\n`);
+  let baseSource = `estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights`;
+  const measure = flags.measure as number | undefined;
+  if (measure !== undefined) {
+    if (!Number.isInteger(measure) || measure < 1 || measure > 10000) throw new OptionError('--measure', `${measure} is not an integer in [1, 10000]`);
+    err(`timing ${measure} decode steps...\n`);
+    const model = await loadModel(path, { contextLength: Math.max(contextLength, 32 + 8 + measure + 1), batchSize: batch, kv: { policy: 'static' } });
+    try {
+      shape.baseTokenNs = await measureBaseStepNs(model, constants, { steps: measure });
+    } finally {
+      model.dispose();
+    }
+    baseSource = `measured over ${measure} decode steps`;
+  }
   const opts = { kSpec, budgetBytes };
   const rows: Prediction[] = policies.map((p) => predict(constants, shape, P, G, p === 'auto' && budgetBytes !== undefined ? { policy: 'auto', budgetBytes } : p, opts));
   const R = chooseR(constants, shape, P, G, opts);
@@ -113,7 +128,7 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   out.push(`  attention     ${c.attnRowNs.toFixed(1)} ns per row per layer + ${c.attnCallNs.toFixed(0)} ns per call (paged ${c.pagedAttnRowNs.toFixed(1)} ns + ${c.pagedAttnCallNs.toFixed(0)} ns)`);
   out.push(`  padded row    ${c.padRowNs} ns (attention is bounded by the real length; spare rows cost memory and zeroing only)`);
   for (const [t, v] of Object.entries(c.matmulNsPerByte)) out.push(`  matmul ${t.padEnd(6)} ${v.toFixed(4)} ns per weight byte`);
-  out.push(`base decode step (estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights): ${(base / 1e6).toFixed(3)} ms`);
+  out.push(`base decode step (${baseSource}): ${(base / 1e6).toFixed(3)} ms`);
   out.push('');
   const head = ['policy', 'R/B', 'tok/s', 'ms/tok', 'copies', 'bytes copied', 'peak KV'];
   const table = rows.map((r) => [r.policy, r.param === undefined ? '-' : String(r.param), r.tokensPerSecond.toFixed(1), r.msPerToken.toFixed(3),

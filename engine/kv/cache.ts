@@ -43,10 +43,15 @@ export interface KVStats {
   growths: number;
   /** Bytes copied by growth (contiguous only; paged never copies). Writing new rows is not counted. */
   bytesCopied: number;
+  /** Milliseconds spent growing: allocating, copying live rows, zeroing spare rows, freeing (paged: adding blocks). */
+  growthMs: number;
   /** Paged only: tokens per block and blocks held per layer (for K, and as many for V). */
   blockSize?: number;
   blocks?: number;
 }
+
+/** A monotonic clock in milliseconds (performance.now where it exists). */
+export const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 export interface KVCache {
   readonly policy: KVPolicyName;
@@ -144,6 +149,7 @@ export class ContiguousKVCache implements KVCache {
   private cap = 0;
   private growths = 0;
   private copied = 0;
+  private growMs = 0;
   private peak = 0;
   private disposed = false;
   readonly rowFloats: number;
@@ -179,6 +185,7 @@ export class ContiguousKVCache implements KVCache {
 
   /** Moves every layer's K and V to blocks of `cap` rows: allocate, copy the live rows (counted), zero the spare ones, free. */
   private grow(cap: number): void {
+    const t0 = now();
     const bytes = cap * this.rowBytes;
     const live = this.len * this.rowBytes;
     const fresh: number[] = [];
@@ -201,6 +208,7 @@ export class ContiguousKVCache implements KVCache {
     this.v = fresh.slice(this.shape.nLayers);
     this.cap = cap;
     this.peak = Math.max(this.peak, bytes * fresh.length);
+    this.growMs += now() - t0;
   }
 
   /** Byte offset of row 0 of layer `l`'s K (valid until the next reserve). */
@@ -234,7 +242,7 @@ export class ContiguousKVCache implements KVCache {
     return {
       policy: this.policy, layout: this.rule.name, length: this.len, capacity: this.cap,
       bytes: this.cap * this.rowBytes * 2 * this.shape.nLayers, peakBytes: this.peak, overheadBytes: 0,
-      growths: this.growths, bytesCopied: this.copied,
+      growths: this.growths, bytesCopied: this.copied, growthMs: this.growMs,
     };
   }
 

@@ -14,6 +14,7 @@
 import { OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
+import { now } from './cache.js';
 import { contextOverflow } from './options.js';
 
 export class PagedKVCache implements KVCache {
@@ -33,6 +34,7 @@ export class PagedKVCache implements KVCache {
   /** Whether the rows reserved last go through the staging rows (they cross a block boundary). */
   private staged = false;
   private growths = 0;
+  private growMs = 0;
   private peak = 0;
   private disposed = false;
 
@@ -85,6 +87,7 @@ export class PagedKVCache implements KVCache {
 
   /** Adds `count` zeroed blocks to every layer's K and V, all or nothing. */
   private addBlocks(count: number): void {
+    const t0 = now();
     const L = this.shape.nLayers;
     const bytes = this.blockBytes;
     const fresh: number[] = [];
@@ -116,6 +119,7 @@ export class PagedKVCache implements KVCache {
     this.nBlocks += count;
     this.growths++;
     this.peak = Math.max(this.peak, this.nBlocks * bytes * 2 * L);
+    this.growMs += now() - t0;
   }
 
   private rowAt(blocks: number[], pos: number): number {
@@ -163,7 +167,7 @@ export class PagedKVCache implements KVCache {
       policy: 'paged', layout: `paged:${this.blockSize}`, length: this.len, capacity: this.capacity,
       bytes: this.nBlocks * this.blockBytes * 2 * this.shape.nLayers, peakBytes: this.peak,
       overheadBytes: (this.tables ? this.tableBytes : 0) + 2 * this.stageRows * this.rowBytes,
-      growths: this.growths, bytesCopied: 0, blockSize: this.blockSize, blocks: this.nBlocks,
+      growths: this.growths, bytesCopied: 0, growthMs: this.growMs, blockSize: this.blockSize, blocks: this.nBlocks,
     };
   }
 

@@ -13,6 +13,10 @@ import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
 import type { KVOptions } from '../../engine/index.js';
 import { argmax } from '../../engine/generate/sampling.js';
+import { calibrate, predict } from '../../engine/kv/analytical.js';
+import type { CostConstants, ModelShape } from '../../engine/kv/analytical.js';
+import { Kernels } from '../../engine/runtime/kernels.js';
+import { measureBaseStepNs } from '../../engine/kv/measure-base.js';
 import { lineChart } from './svg-chart.js';
 import { SHAPES, ensureModel } from './synth-models.js';
 
@@ -38,15 +42,32 @@ function kvOption(p: string): KVOptions {
 
 interface Row {
   shape: string; policy: string; length: number; tokensPerSecond: number; msPerToken: number;
-  growths: number; bytesCopied: number; copyMs: number | undefined; peakKVBytes: number; capacity: number;
+  predictedTokensPerSecond: number; predictionError: number; predictedBytesCopied: number;
+  growths: number; bytesCopied: number; growthMs: number; peakKVBytes: number; capacity: number;
 }
 
 const rows: Row[] = [];
 const maxLen = lengths[lengths.length - 1]!;
+const calibrations: Record<string, { constants: CostConstants; baseTokenMs: number }> = {};
 for (const shape of shapes) {
   const file = await ensureModel(join(outDir, 'models'), shape, err);
+  const contextLength = promptLen + maxLen + 1;
+
+  // The analytical model's inputs: machine constants from the calibration, and the base compute of one decode step
+  // of this model, timed on 32 steps at a short length minus its attention (engine/kv/measure-base.ts).
+  const probe = await loadModel(file, { contextLength, kv: { policy: 'static' } });
+  const hp = probe.info.hparams!;
+  const mshape: ModelShape = { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength };
+  const kern = await Kernels.create();
+  const constants = calibrate(kern, mshape);
+  mshape.baseTokenNs = await measureBaseStepNs(probe, constants, { promptLen });
+  probe.dispose();
+  calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs! / 1e6 };
+  err(`${shape}: calibration ${constants.calibrationMs.toFixed(0)} ms, copy ${(1 / constants.copyNsPerByte).toFixed(1)} GB/s, ` +
+    `attention ${constants.attnRowNs.toFixed(0)} ns/row/layer, base step ${(mshape.baseTokenNs! / 1e6).toFixed(2)} ms\n`);
+
   for (const policy of policyNames) {
-    const model = await loadModel(file, { contextLength: promptLen + maxLen + 1, kv: kvOption(policy) });
+    const model = await loadModel(file, { contextLength, kv: kvOption(policy) });
     const session = model.createSession();
     const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 7919) % (model.info.hparams!.nVocab - 1)));
     let logits = await session.eval(prompt);
@@ -56,13 +77,17 @@ for (const shape of shapes) {
       logits = await session.eval([argmax(logits)]);
       if (g === lengths[next]) {
         const ms = performance.now() - t0;
-        const st = session.kvStats() as ReturnType<typeof session.kvStats> & { copyMs?: number };
+        const st = session.kvStats();
+        const pred = predict(constants, mshape, promptLen, g, policy);
+        const tps = (1000 * g) / ms;
         const row: Row = {
-          shape, policy, length: g, tokensPerSecond: (1000 * g) / ms, msPerToken: ms / g, growths: st.growths,
-          bytesCopied: st.bytesCopied, copyMs: st.copyMs, peakKVBytes: st.peakBytes, capacity: st.capacity,
+          shape, policy, length: g, tokensPerSecond: tps, msPerToken: ms / g,
+          predictedTokensPerSecond: pred.tokensPerSecond, predictionError: pred.tokensPerSecond / tps - 1,
+          predictedBytesCopied: pred.bytesCopied, growths: st.growths,
+          bytesCopied: st.bytesCopied, growthMs: st.growthMs, peakKVBytes: st.peakBytes, capacity: st.capacity,
         };
         rows.push(row);
-        err(`${shape} ${policy.padEnd(9)} G=${String(g).padStart(5)}  ${row.tokensPerSecond.toFixed(1)} tok/s\n`);
+        err(`${shape} ${policy.padEnd(9)} G=${String(g).padStart(5)}  ${tps.toFixed(1)} tok/s (predicted ${pred.tokensPerSecond.toFixed(1)})\n`);
         next++;
       }
     }
@@ -71,16 +96,49 @@ for (const shape of shapes) {
 }
 
 const mib = (b: number) => (b / 1048576).toFixed(1);
-const head = ['shape', 'policy', 'G', 'tok/s', 'ms/tok', 'growths', 'copied MiB', 'copy ms', 'peak KV MiB'];
-const table = rows.map((r) => [r.shape, r.policy, String(r.length), r.tokensPerSecond.toFixed(1), r.msPerToken.toFixed(3),
-  String(r.growths), mib(r.bytesCopied), r.copyMs === undefined ? '-' : r.copyMs.toFixed(1), mib(r.peakKVBytes)]);
+const head = ['shape', 'policy', 'G', 'tok/s', 'predicted', 'error', 'ms/tok', 'growths', 'copied MiB', 'growth ms', 'peak KV MiB'];
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
+const table = rows.map((r) => [r.shape, r.policy, String(r.length), r.tokensPerSecond.toFixed(1), r.predictedTokensPerSecond.toFixed(1), pct(r.predictionError), r.msPerToken.toFixed(3),
+  String(r.growths), mib(r.bytesCopied), r.growthMs.toFixed(1), mib(r.peakKVBytes)]);
 const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
 console.log(line(head));
 for (const r of table) console.log(line(r));
 
+// The paper's comparison, measured in this run: auto against concat, the best fixed R and static, at each length;
+// and whether the model ranks the policies as the measurements do.
+const summary: Array<Record<string, unknown>> = [];
+for (const shape of shapes) {
+  for (const g of lengths) {
+    const at = rows.filter((r) => r.shape === shape && r.length === g);
+    const get = (p: string) => at.find((r) => r.policy === p);
+    const auto = get('auto');
+    const bmcs = at.filter((r) => r.policy.startsWith('bmc:'));
+    const bestBmc = bmcs.sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
+    const measuredRank = [...at].sort((a, b) => b.tokensPerSecond - a.tokensPerSecond).map((r) => r.policy);
+    const predictedRank = [...at].sort((a, b) => b.predictedTokensPerSecond - a.predictedTokensPerSecond).map((r) => r.policy);
+    summary.push({
+      shape, length: g,
+      autoOverConcat: auto && get('concat') ? auto.tokensPerSecond / get('concat')!.tokensPerSecond : undefined,
+      autoOverBestFixedR: auto && bestBmc ? auto.tokensPerSecond / bestBmc.tokensPerSecond : undefined,
+      bestFixedR: bestBmc?.policy,
+      autoOverStatic: auto && get('static') ? auto.tokensPerSecond / get('static')!.tokensPerSecond : undefined,
+      maxAbsPredictionError: Math.max(...at.map((r) => Math.abs(r.predictionError))),
+      measuredRank, predictedRank,
+    });
+  }
+}
+console.log('');
+for (const x of summary) {
+  const f = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(2)}x` : '-');
+  console.log(`${x.shape} G=${x.length}: auto/concat ${f(x.autoOverConcat)}, auto/best fixed R (${x.bestFixedR ?? '-'}) ${f(x.autoOverBestFixedR)}, ` +
+    `auto/static ${f(x.autoOverStatic)}, worst prediction error ${(100 * (x.maxAbsPredictionError as number)).toFixed(1)}%`);
+  console.log(`  measured  ranking: ${(x.measuredRank as string[]).join(' > ')}`);
+  console.log(`  predicted ranking: ${(x.predictedRank as string[]).join(' > ')}`);
+}
+
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'kv.json'), `${JSON.stringify({ date: new Date().toISOString(), promptLen, lengths, rows }, null, 2)}\n`);
+writeFileSync(join(outDir, 'kv.json'), `${JSON.stringify({ date: new Date().toISOString(), promptLen, lengths, calibrations, rows, summary }, null, 2)}\n`);
 for (const shape of shapes) {
   const series = policyNames.map((p) => ({ name: p, points: rows.filter((r) => r.shape === shape && r.policy === p).map((r) => [r.length, r.tokensPerSecond] as [number, number]) }));
   writeFileSync(join(outDir, `kv-${shape}.svg`), lineChart({ title: `decode tokens/s by KV policy (${shape})`, xLabel: 'generated tokens', yLabel: 'tokens/s', series, logX: true }));
