@@ -22,6 +22,8 @@ import { PagedKVCache } from './paged.js';
 import { autoRuleFor, deferredAutoRule } from './analytical.js';
 import { contextOverflow } from './options.js';
 import type { KVPolicyName, ResolvedKVOptions } from './options.js';
+import { KVLength, now } from './length.js';
+export { now } from './length.js';
 
 export type { KVOptions, KVPolicyName, ResolvedKVOptions } from './options.js';
 export { validateKVOptions, parseKVFlag } from './options.js';
@@ -49,9 +51,6 @@ export interface KVStats {
   blockSize?: number;
   blocks?: number;
 }
-
-/** A monotonic clock in milliseconds (performance.now where it exists). */
-export const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 export interface KVCache {
   readonly policy: KVPolicyName;
@@ -142,10 +141,9 @@ export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOption
   return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy);
 }
 
-export class ContiguousKVCache implements KVCache {
+export class ContiguousKVCache extends KVLength implements KVCache {
   private k: number[] = [];
   private v: number[] = [];
-  private len = 0;
   private cap = 0;
   private growths = 0;
   private copied = 0;
@@ -160,12 +158,12 @@ export class ContiguousKVCache implements KVCache {
     readonly rule: KVGrowthRule,
     readonly policy: KVPolicyName = rule.name.replace(/:.*/, '') as KVPolicyName,
   ) {
+    super();
     this.rowFloats = shape.nKVHeads * shape.headDim;
     const initial = this.clampCapacity(rule.initialCapacity(shape.contextLength), 0);
     if (initial > 0) this.grow(initial);
   }
 
-  get length(): number { return this.len; }
   get capacity(): number { return this.cap; }
 
   private get rowBytes(): number { return this.rowFloats * 4; }
@@ -226,16 +224,6 @@ export class ContiguousKVCache implements KVCache {
     const { nKVHeads, headDim } = this.shape;
     if (pos0 + nQ > this.cap) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.cap})`);
     this.kern.k.attention(q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale);
-  }
-
-  advance(n: number): void {
-    if (this.len + n > this.cap) throw new RangeError(`KV advance past capacity (${this.len} + ${n} > ${this.cap})`);
-    this.len += n;
-  }
-
-  truncate(len: number): void {
-    if (!Number.isInteger(len) || len < 0 || len > this.len) throw new RangeError(`KV truncate to ${len} (length ${this.len})`);
-    this.len = len;
   }
 
   stats(): KVStats {

@@ -7,7 +7,7 @@
 import { argmax } from '../generate/sampling.js';
 import type { Model } from '../model.js';
 import type { CostConstants } from './analytical.js';
-import { now } from './cache.js';
+import { now } from './length.js';
 
 export async function measureBaseStepNs(model: Model, c: CostConstants, opts: { promptLen?: number; steps?: number } = {}): Promise<number> {
   const hp = model.info.hparams;

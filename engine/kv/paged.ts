@@ -14,10 +14,10 @@
 import { OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
-import { now } from './cache.js';
+import { KVLength, now } from './length.js';
 import { contextOverflow } from './options.js';
 
-export class PagedKVCache implements KVCache {
+export class PagedKVCache extends KVLength implements KVCache {
   readonly policy = 'paged' as const;
   readonly rowFloats: number;
   private readonly rowBytes: number;
@@ -27,7 +27,6 @@ export class PagedKVCache implements KVCache {
   private readonly kBlocks: number[][] = [];
   private readonly vBlocks: number[][] = [];
   private nBlocks = 0;
-  private len = 0;
   private stageK = 0;
   private stageV = 0;
   private stageRows = 0;
@@ -39,6 +38,7 @@ export class PagedKVCache implements KVCache {
   private disposed = false;
 
   constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly blockSize: number) {
+    super();
     this.rowFloats = shape.nKVHeads * shape.headDim;
     this.rowBytes = this.rowFloats * 4;
     this.maxBlocks = Math.ceil(shape.contextLength / blockSize);
@@ -50,7 +50,6 @@ export class PagedKVCache implements KVCache {
     new Uint8Array(kern.memory.buffer, this.tables, this.tableBytes).fill(0);
   }
 
-  get length(): number { return this.len; }
   get capacity(): number { return this.nBlocks * this.blockSize; }
   /** Blocks held per layer (for K, and as many for V). */
   get blocks(): number { return this.nBlocks; }
@@ -149,17 +148,6 @@ export class PagedKVCache implements KVCache {
     if (pos0 + nQ > this.capacity) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.capacity})`);
     this.kern.k.attention_paged(q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0,
       this.rowFloats, qStride, outStride, scale);
-  }
-
-  advance(n: number): void {
-    if (this.len + n > this.capacity) throw new RangeError(`KV advance past capacity (${this.len} + ${n} > ${this.capacity})`);
-    this.len += n;
-  }
-
-  /** Lowers the length; blocks past it are kept as spare rows (no copy, no free). */
-  truncate(len: number): void {
-    if (!Number.isInteger(len) || len < 0 || len > this.len) throw new RangeError(`KV truncate to ${len} (length ${this.len})`);
-    this.len = len;
   }
 
   stats(): KVStats {
