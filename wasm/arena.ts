@@ -141,7 +141,15 @@ export function arena_alloc(size: u32, align: u32): usize {
   if (newTop > load<u64>(h, HDR_LIMIT_END)) return 0;
   const have: u64 = <u64>memory.size() * PAGE;
   if (newTop > have) {
-    if (memory.grow(<i32>((newTop - have + PAGE - 1) / PAGE)) < 0) return 0;
+    // Grow in large steps (at least 1/8 of the memory or 16 MiB, within the limit): every memory.grow replaces the
+    // JS ArrayBuffer and costs V8 a garbage collection, and a cache growing a few rows at a time would grow on most steps.
+    const needPages = <i32>((newTop - have + PAGE - 1) / PAGE);
+    const cur = memory.size();
+    const maxPages = <i32>min<u64>((load<u64>(h, HDR_LIMIT_END) + PAGE - 1) / PAGE, 65536);
+    const want = min(max(needPages, max(cur >> 3, 256)), maxPages - cur);
+    if (want < needPages || memory.grow(want) < 0) {
+      if (memory.grow(needPages) < 0) return 0;
+    }
   }
   let prev: usize = load<u32>(h, HDR_LAST);
   const nb: usize = <usize>(p - BLOCK_HDR);
