@@ -63,6 +63,22 @@ describe('arena', () => {
     expect(K.stats()).toMatchObject({ bytesInUse: 0, bytesReserved: 0 });
   });
 
+  it('grows linear memory in large steps (each grow replaces the ArrayBuffer and costs V8 a GC)', async () => {
+    const K = await Kernels.create();
+    let buf = K.memory.buffer;
+    let grows = 0;
+    // 300 x 64 KiB = 18.75 MiB from the tail: page-by-page growth would grow on nearly every call.
+    for (let i = 0; i < 300; i++) {
+      K.alloc(64 * 1024);
+      if (K.memory.buffer !== buf) {
+        grows++;
+        buf = K.memory.buffer;
+      }
+    }
+    expect(grows).toBeGreaterThanOrEqual(1);
+    expect(grows).toBeLessThanOrEqual(3);
+  });
+
   it('respects the limit, grows memory, reports peak', async () => {
     const K = await Kernels.create({ limitBytes: 1 << 20 });
     expect(K.limitBytes).toBe(1 << 20);
