@@ -32,8 +32,9 @@
  * step), so it matches `session.kvStats()` exactly; only the time part is an estimate.
  */
 import { OptionError, OutOfMemoryError } from '../errors.js';
-import { GGML_TYPES, GGMLType, rowBytes as ggmlRowBytes } from '../gguf/types.js';
+import { GGML_TYPES, rowBytes as ggmlRowBytes } from '../gguf/types.js';
 import type { Kernels } from '../runtime/kernels.js';
+import { actBytes, actFormat, hasMatmulKernel, matmulKernel, prepareActivations } from '../model/matmul.js';
 import { bmcRule, concatRule, staticRule } from './cache.js';
 import type { KVGrowthRule } from './cache.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_BMC_R, parseKVFlag, validateKVOptions } from './options.js';
@@ -206,20 +207,6 @@ function fillRandom(kern: Kernels, ptr: number, n: number, seed: number): void {
   }
 }
 
-/** Activation format a matmul of this type takes (see engine/model/llama.ts). */
-function activationBytes(type: number, cols: number): { bytes: number; quant: 'q8_0' | 'q8_1' | undefined } {
-  if (type === GGMLType.Q4_0 || type === GGMLType.Q5_0 || type === GGMLType.Q8_0) return { bytes: (cols / 32) * 34, quant: 'q8_0' };
-  if (type === GGMLType.Q4_1 || type === GGMLType.Q5_1) return { bytes: (cols / 32) * 36, quant: 'q8_1' };
-  return { bytes: cols * 4, quant: undefined };
-}
-
-const MATMUL_KERNEL: Record<number, string> = {
-  [GGMLType.F32]: 'matmul_f32', [GGMLType.F16]: 'matmul_f16', [GGMLType.BF16]: 'matmul_bf16',
-  [GGMLType.Q4_0]: 'matmul_q4_0', [GGMLType.Q4_1]: 'matmul_q4_1', [GGMLType.Q5_0]: 'matmul_q5_0',
-  [GGMLType.Q5_1]: 'matmul_q5_1', [GGMLType.Q8_0]: 'matmul_q8_0',
-};
-type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
-
 /** Allocations made by a calibration step, all freed at the end whatever happens. */
 class Allocs {
   private readonly ptrs: number[] = [];
@@ -341,17 +328,16 @@ function measureMatmul(kern: Kernels, type: number, bytes: number, reps: number)
   try {
     const w = m.alloc(rows * rowB);
     new Uint8Array(kern.memory.buffer, w, rows * rowB).fill(0); // zero blocks: finite scales, no denormals
-    const act = activationBytes(type, cols);
+    const fmt = actFormat(type);
     const xf = m.alloc(cols * 4);
     new Uint8Array(kern.memory.buffer, xf, cols * 4).fill(0);
     let x = xf;
-    if (act.quant) {
-      x = m.alloc(act.bytes + 64);
-      if (act.quant === 'q8_0') kern.k.quantize_q8_0(xf, x, cols);
-      else kern.k.quantize_q8_1(xf, x, cols);
+    if (fmt !== 'f32') {
+      x = m.alloc(actBytes(fmt, cols) + 64);
+      prepareActivations(kern, fmt, xf, x, cols);
     }
     const y = m.alloc(rows * 4);
-    const fn = (kern.k as unknown as Record<string, MatmulFn>)[MATMUL_KERNEL[type]!]!;
+    const fn = matmulKernel(kern, type)!;
     return medianNs(reps, rows * rowB, () => fn(w, x, y, rows, cols, 1, rows, 0, rows), TIER_UP_MS);
   } finally {
     m.freeAll();
@@ -378,7 +364,7 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const allocFreeNs = measureAllocFree(kern, allocBytes, 2 * shape.nLayers, reps);
   const attn = measureAttention(kern, shape, attnRows, reps);
   const matmulNsPerByte: Record<string, number> = {};
-  const types = new Set((shape.weights ?? []).map((w) => w.type).filter((t) => MATMUL_KERNEL[t] !== undefined));
+  const types = new Set((shape.weights ?? []).map((w) => w.type).filter((t) => hasMatmulKernel(t)));
   for (const t of types) matmulNsPerByte[GGML_TYPES.get(t)!.name] = measureMatmul(kern, t, matmulBytes, reps);
   return {
     copyNsPerByte: copy, zeroNsPerByte: zero, allocFreeNs, ...attn, padRowNs: 0, matmulNsPerByte,

@@ -7,37 +7,13 @@
  * are written by the projections where the KV cache says (its own rows for contiguous layouts), then committed, and
  * attention runs through the cache, which picks the kernel for its layout: the graph never sees the layout.
  */
-import { GGMLType } from '../gguf/types.js';
 import type { KVCache } from '../kv/cache.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { LlamaHParams } from './hparams.js';
 import { RopeTable } from './rope.js';
 import type { LlamaWeights, Matrix } from './weights.js';
-
-/**
- * How activations are fed to a weight type, following llama.cpp's vec_dot_type: F32 as is; F16 and BF16 rounded to
- * that precision (kept as f32 values, so products and sums match a half-precision dot exactly); block types
- * quantized per 32-block to Q8_0 or Q8_1.
- */
-type ActFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q8_1';
-
-function actFormat(type: number): ActFormat {
-  switch (type) {
-    case GGMLType.F16: return 'f16';
-    case GGMLType.BF16: return 'bf16';
-    case GGMLType.Q4_0: case GGMLType.Q5_0: case GGMLType.Q8_0: return 'q8_0';
-    case GGMLType.Q4_1: case GGMLType.Q5_1: return 'q8_1';
-    default: return 'f32';
-  }
-}
-
-const MATMUL: Record<number, string> = {
-  [GGMLType.F32]: 'matmul_f32', [GGMLType.F16]: 'matmul_f16', [GGMLType.BF16]: 'matmul_bf16',
-  [GGMLType.Q4_0]: 'matmul_q4_0', [GGMLType.Q4_1]: 'matmul_q4_1', [GGMLType.Q5_0]: 'matmul_q5_0',
-  [GGMLType.Q5_1]: 'matmul_q5_1', [GGMLType.Q8_0]: 'matmul_q8_0',
-};
-
-type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
+import { actFormat, matmulKernel, prepareActivations } from './matmul.js';
+import type { ActFormat } from './matmul.js';
 
 /** Scratch buffers for one chunk of up to `batch` tokens; shared by all sessions of a model (eval is not reentrant). */
 interface Scratch {
@@ -98,8 +74,7 @@ export class LlamaGraph {
   }
 
   private matmul(m: Matrix, x: number, y: number, n: number, ldy = m.rows): void {
-    const fn = (this.kern.k as unknown as Record<string, MatmulFn>)[MATMUL[m.type]!]!;
-    fn(m.ptr, x, y, m.rows, m.cols, n, ldy, 0, m.rows);
+    matmulKernel(this.kern, m.type)!(m.ptr, x, y, m.rows, m.cols, n, ldy, 0, m.rows);
   }
 
   /**
@@ -114,11 +89,7 @@ export class LlamaGraph {
       let p = done.get(fmt);
       if (p === undefined) {
         p = done.size === 0 ? this.s.act0 : this.s.act1;
-        const k = this.kern.k;
-        if (fmt === 'q8_0') k.quantize_q8_0(x, p, n * cols);
-        else if (fmt === 'q8_1') k.quantize_q8_1(x, p, n * cols);
-        else if (fmt === 'f16') k.round_to_f16(x, p, n * cols);
-        else k.round_to_bf16(x, p, n * cols);
+        prepareActivations(this.kern, fmt, x, p, n * cols);
         done.set(fmt, p);
       }
       return p;
