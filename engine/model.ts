@@ -40,7 +40,12 @@ export interface LoadOptions {
   contextLength?: number;
   /** Tokens per forward chunk during prefill. Default 128. */
   batchSize?: number;
-  /** Worker threads for the kernels. This build computes on the calling thread; values above 1 are accepted and reported in `info.threads` as 1. */
+  /**
+   * Threads for the kernels: the calling thread plus threads-1 workers over one shared memory; matrix rows and
+   * attention heads are split between them, and results are identical for any count. Default: `$BMC_LLM_THREADS`
+   * where the runtime has environment variables, else the number of cores. Where shared memory or workers are
+   * unavailable the model runs on one thread (`info.threads` says what it got).
+   */
   threads?: number;
   kv?: KVOptions;
   /** Upper bound of arena bytes (weights + KV + scratch). Default and maximum: 4 GiB - 64 KiB (wasm32). */
@@ -100,9 +105,9 @@ export async function resolveSource(source: ModelSource, signal?: AbortSignal): 
   throw new OptionError('source', 'expected a file path, URL, Response, ReadableStream, Uint8Array or ArrayBuffer');
 }
 
-export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number): MemoryPlan {
+export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number, threads = 1): MemoryPlan {
   const weights = weightBytes(planWeights(header, hp).wants);
-  const scratch = scratchBytes(hp, batch, contextLength);
+  const scratch = scratchBytes(hp, batch, contextLength, threads);
   const kvPerToken = 2 * hp.nLayers * hp.nKVHeads * hp.headDim * 4;
   const kvAtContext = kvPerToken * contextLength;
   return { weights, scratch, kvPerToken, kvAtContext, total: weights + scratch + kvAtContext };
@@ -175,6 +180,7 @@ export class Model {
     this.sessions.clear();
     this.graph?.dispose();
     for (const p of this.weightPtrs) this.kern!.free(p);
+    this.kern?.dispose();
     this.alive = false;
   }
 
@@ -183,12 +189,24 @@ export class Model {
   }
 }
 
+/** `$BMC_LLM_THREADS` if set (and valid), else the cores this runtime reports. */
+async function defaultThreads(): Promise<number> {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.BMC_LLM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new OptionError('BMC_LLM_THREADS', `${JSON.stringify(env)} is not an integer in [1, 256]`);
+    return n;
+  }
+  const { hardwareThreads } = await import('./adapters/workers.js');
+  return hardwareThreads();
+}
+
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
   const o = options;
   if (o === null || typeof o !== 'object') throw new OptionError('options', 'expected an object');
   const contextOpt = intOption('contextLength', o.contextLength, 1, 1 << 20);
   const batch = intOption('batchSize', o.batchSize, 1, 4096) ?? 128;
-  const threads = intOption('threads', o.threads, 1, 256) ?? 1;
+  const threadsOpt = intOption('threads', o.threads, 1, 256);
   const memoryLimit = intOption('memoryLimit', o.memoryLimit, 1 << 20, MAX_MEMORY) ?? MAX_MEMORY;
   const kvOptions = validateKVOptions(o.kv);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new OptionError('onProgress', 'expected a function');
@@ -219,28 +237,33 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
       throw new OptionError('model', `${src.name}: the embedding has ${hp.nVocab} rows but the tokenizer ${tokenizer.vocabSize} tokens`);
     }
     const contextLength = contextOpt ?? hp.contextLength;
-    const memory = planMemory(header, hp, contextLength, batch);
+    const threads = threadsOpt ?? await defaultThreads();
+    const memory = planMemory(header, hp, contextLength, batch, threads);
     const kvRule = kvOptions.policy === 'paged' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
     const kvInitial = kvRule ? Math.min(kvRule.initialCapacity(contextLength), contextLength) * memory.kvPerToken : 0;
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);
     }
-    const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory };
-    const kern = await Kernels.create({ limitBytes: memoryLimit });
-    const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {
-      o.onProgress?.({ status: 'progress', file: src.name, loaded, total, progress: total ? (100 * loaded) / total : 100 });
-    }, o.signal);
-    o.onProgress?.({ status: 'done', file: src.name });
-    let graph: LlamaGraph;
+    const kern = await Kernels.create({ limitBytes: memoryLimit, threads });
     try {
-      graph = new LlamaGraph(kern, hp, weights, batch, contextLength);
+      const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads };
+      const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {
+        o.onProgress?.({ status: 'progress', file: src.name, loaded, total, progress: total ? (100 * loaded) / total : 100 });
+      }, o.signal);
+      o.onProgress?.({ status: 'done', file: src.name });
+      let graph: LlamaGraph;
+      try {
+        graph = new LlamaGraph(kern, hp, weights, batch, contextLength);
+      } catch (e) {
+        for (const p of ptrs) kern.free(p);
+        throw e;
+      }
+      o.onProgress?.({ status: 'ready', file: src.name });
+      return new Model(info, tokenizer, kern, graph, ptrs, kvOptions, kvRule);
     } catch (e) {
-      for (const p of ptrs) kern.free(p);
+      kern.dispose();
       throw e;
     }
-    o.onProgress?.({ status: 'ready', file: src.name });
-    void threads;
-    return new Model(info, tokenizer, kern, graph, ptrs, kvOptions, kvRule);
   } finally {
     await reader.close();
   }

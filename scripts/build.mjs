@@ -29,9 +29,11 @@ if (!existsSync(wasmOut) || newestMtime(join(root, 'wasm')) > statSync(wasmOut).
     '--textFile', 'build/kernels.wat',
     '--runtime', 'stub',
     '--importMemory',
+    '--sharedMemory', // a pool of workers runs the module over one memory; engine/runtime/wasm-binary.ts unshares it
     '--initialMemory', '2',
     '--maximumMemory', '65536',
     '--enable', 'simd',
+    '--enable', 'threads',
     '--noAssert',
     '--optimizeLevel', '3',
     '--shrinkLevel', '0',

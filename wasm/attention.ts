@@ -33,12 +33,12 @@ import { hsum_f32x4 } from './matmul_float';
 // floats. Both walk j in increasing order with the same arithmetic, so the two layouts give bit-identical results.
 @inline function attend(simd: bool, paged: bool, q: usize, k: usize, v: usize, block_rows: i32, out: usize, scratch: usize,
   n_q: i32, n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32,
-  scale: f32): void {
+  scale: f32, h0: i32, h1: i32): void {
   const group = n_heads / n_kv_heads;
   const kvs = <usize>kv_stride << 2;
   for (let i = 0; i < n_q; i++) {
     const len = pos0 + i + 1;
-    for (let h = 0; h < n_heads; h++) {
+    for (let h = h0; h < h1; h++) {
       const g = h / group;
       const goff = (<usize>g * head_dim) << 2;
       const qp = q + ((<usize>i * q_stride + <usize>h * head_dim) << 2);
@@ -93,15 +93,22 @@ import { hsum_f32x4 } from './matmul_float';
 export function attention(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
   head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
   if ((head_dim & 3) != 0) {
-    attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+    attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale, 0, n_heads);
   } else {
-    attend(true, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+    attend(true, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale, 0, n_heads);
   }
 }
 
 export function attention_scalar(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
   head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32): void {
-  attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale);
+  attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale, 0, n_heads);
+}
+
+// Heads h0..h1-1 only (a thread's share; each head's result does not depend on the others).
+export function attention_range(q: usize, k: usize, v: usize, out: usize, scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32,
+  head_dim: i32, pos0: i32, kv_stride: i32, q_stride: i32, out_stride: i32, scale: f32, h0: i32, h1: i32): void {
+  if ((head_dim & 3) != 0) attend(false, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale, h0, h1);
+  else attend(true, false, q, k, v, 0, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_stride, q_stride, out_stride, scale, h0, h1);
 }
 
 // Paged layout: ktable / vtable hold one u32 block base pointer per block of block_rows positions; within a block,
@@ -110,13 +117,20 @@ export function attention_scalar(q: usize, k: usize, v: usize, out: usize, scrat
 export function attention_paged(q: usize, ktable: usize, vtable: usize, block_rows: i32, out: usize, scratch: usize, n_q: i32,
   n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_row_floats: i32, q_stride: i32, out_stride: i32, scale: f32): void {
   if ((head_dim & 3) != 0) {
-    attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
+    attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale, 0, n_heads);
   } else {
-    attend(true, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
+    attend(true, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale, 0, n_heads);
   }
 }
 
 export function attention_paged_scalar(q: usize, ktable: usize, vtable: usize, block_rows: i32, out: usize, scratch: usize, n_q: i32,
   n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_row_floats: i32, q_stride: i32, out_stride: i32, scale: f32): void {
-  attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale);
+  attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale, 0, n_heads);
+}
+
+export function attention_paged_range(q: usize, ktable: usize, vtable: usize, block_rows: i32, out: usize, scratch: usize, n_q: i32,
+  n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, kv_row_floats: i32, q_stride: i32, out_stride: i32, scale: f32,
+  h0: i32, h1: i32): void {
+  if ((head_dim & 3) != 0) attend(false, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale, h0, h1);
+  else attend(true, true, q, ktable, vtable, block_rows, out, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, kv_row_floats, q_stride, out_stride, scale, h0, h1);
 }

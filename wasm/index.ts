@@ -21,4 +21,6 @@ export {
 export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax,
 } from './ops';
-export { attention, attention_scalar, attention_paged, attention_paged_scalar } from './attention';
+export {
+  attention, attention_scalar, attention_paged, attention_paged_scalar, attention_range, attention_paged_range,
+} from './attention';

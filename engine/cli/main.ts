@@ -26,7 +26,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'min-p', type: 'number', help: 'min-p, 0 = off (default 0.05)' },
   { name: 'repeat-penalty', type: 'number', help: 'repetition penalty, 1 = off (default)' },
   { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
-  { name: 'threads', short: 't', type: 'int', help: 'threads (this build computes on one thread)' },
+  { name: 'threads', short: 't', type: 'int', help: 'threads: this one plus N-1 workers over shared memory (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },

@@ -71,9 +71,10 @@ export interface KVCache {
   commitRows(l: number, pos0: number, n: number): void;
   /**
    * Causal attention of nQ query rows at positions pos0.. over layer `l`'s rows 0..pos0+nQ-1 (see wasm/attention.ts
-   * for q/out strides; `scratch` holds pos0 + nQ f32). Every layout gives bit-identical results.
+   * for q/out strides). `scratch` holds, for each kernel thread, pos0 + nQ f32 at `scratchStride` bytes apart. Heads
+   * are split across the kernel threads. Every layout and thread count gives bit-identical results.
    */
-  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
+  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
   /** Marks n reserved rows as written. */
   advance(n: number): void;
   /** Drops rows past `len` (rollback); no copy. */
@@ -220,10 +221,14 @@ export class ContiguousKVCache extends KVLength implements KVCache {
     if (pos0 !== this.len || pos0 + n > this.cap) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, capacity ${this.cap})`);
   }
 
-  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
     if (pos0 + nQ > this.cap) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.cap})`);
-    this.kern.k.attention(q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale);
+    this.kern.parallel([{
+      fn: 'attention_range',
+      args: [q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
+      lo: 14, hi: 15, granule: 1, perThread: { arg: 4, stride: scratchStride },
+    }]);
   }
 
   stats(): KVStats {

@@ -143,11 +143,14 @@ export class PagedKVCache extends KVLength implements KVCache {
     }
   }
 
-  attend(l: number, q: number, out: number, scratch: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
     if (pos0 + nQ > this.capacity) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.capacity})`);
-    this.kern.k.attention_paged(q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0,
-      this.rowFloats, qStride, outStride, scale);
+    this.kern.parallel([{
+      fn: 'attention_paged_range',
+      args: [q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
+      lo: 15, hi: 16, granule: 1, perThread: { arg: 5, stride: scratchStride },
+    }]);
   }
 
   stats(): KVStats {

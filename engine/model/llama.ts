@@ -12,31 +12,41 @@ import type { Kernels } from '../runtime/kernels.js';
 import type { LlamaHParams } from './hparams.js';
 import { RopeTable } from './rope.js';
 import type { LlamaWeights, Matrix } from './weights.js';
-import { actFormat, matmulKernel, prepareActivations } from './matmul.js';
+import { actFormat, matmulKernelName, prepareActivations } from './matmul.js';
 import type { ActFormat } from './matmul.js';
 
 /** Scratch buffers for one chunk of up to `batch` tokens; shared by all sessions of a model (eval is not reentrant). */
 interface Scratch {
   x: number; xb: number; q: number; att: number; xb2: number; hb: number; hb2: number;
-  act0: number; act1: number; scores: number; rope: number; logits: number;
+  /** Activations in the formats the weight types take (a group of up to 3 matrices needs at most 3 formats). */
+  act: number[];
+  /** Attention scores: one row of contextLength f32 per kernel thread, scoresStride bytes apart. */
+  scores: number; rope: number; logits: number;
 }
+
+/** Output rows per thread share are multiples of this (the matmul kernels' row tile). */
+const ROW_GRANULE = 16;
 
 export const LOGITS_ROWS = 16;
 
-export function scratchBytes(hp: LlamaHParams, batch: number, contextLength: number): number {
+export function scratchBytes(hp: LlamaHParams, batch: number, contextLength: number, threads = 1): number {
   const qDim = hp.nHeads * hp.headDim;
   const maxCols = Math.max(hp.dim, hp.ffnDim, qDim);
   const f = (n: number) => Math.ceil((n * 4) / 64) * 64;
   const act = f(batch * maxCols) + 64;
-  return f(batch * hp.dim) * 3 + f(batch * qDim) * 2 + f(batch * hp.ffnDim) * 2 + act * 2 +
-    f(contextLength) + f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
+  return f(batch * hp.dim) * 3 + f(batch * qDim) * 2 + f(batch * hp.ffnDim) * 2 + act * 3 +
+    f(contextLength) * threads + f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
 }
+
+/** One matrix multiply of a group: y (n rows, ldy apart) = m · x. */
+type MatmulOp = [m: Matrix, x: number, y: number, ldy?: number];
 
 export class LlamaGraph {
   private readonly s: Scratch;
   private readonly ptrs: number[] = [];
   private readonly rope: RopeTable;
   private readonly ropeRow: Float32Array;
+  private readonly scoresStride: number;
 
   constructor(
     private readonly kern: Kernels,
@@ -54,12 +64,13 @@ export class LlamaGraph {
     };
     // Room for the largest activation format: f32-sized rounded copies (q8 blocks need 36 bytes per 32 values).
     const actBytes = batch * maxCols * 4 + 64;
+    this.scoresStride = Math.ceil((contextLength * 4) / 64) * 64;
     try {
       this.s = {
         x: a(batch * hp.dim), xb: a(batch * hp.dim), xb2: a(batch * hp.dim),
         q: a(batch * qDim), att: a(batch * qDim), hb: a(batch * hp.ffnDim), hb2: a(batch * hp.ffnDim),
-        act0: a(actBytes / 4), act1: a(actBytes / 4), scores: a(contextLength), rope: a(batch * hp.headDim),
-        logits: a(LOGITS_ROWS * hp.nVocab),
+        act: [a(actBytes / 4), a(actBytes / 4), a(actBytes / 4)], scores: a((this.scoresStride / 4) * kern.threads),
+        rope: a(batch * hp.headDim), logits: a(LOGITS_ROWS * hp.nVocab),
       };
     } catch (e) {
       this.dispose();
@@ -73,8 +84,11 @@ export class LlamaGraph {
     for (const p of this.ptrs.splice(0)) this.kern.free(p);
   }
 
-  private matmul(m: Matrix, x: number, y: number, n: number, ldy = m.rows): void {
-    matmulKernel(this.kern, m.type)!(m.ptr, x, y, m.rows, m.cols, n, ldy, 0, m.rows);
+  /** Matrix multiplies of n activation rows as one job: each matrix's output rows are split across the threads. */
+  private matmuls(n: number, ops: MatmulOp[]): void {
+    this.kern.parallel(ops.map(([m, x, y, ldy]) => ({
+      fn: matmulKernelName(m.type)!, args: [m.ptr, x, y, m.rows, m.cols, n, ldy ?? m.rows, 0, m.rows], lo: 7, hi: 8, granule: ROW_GRANULE,
+    })));
   }
 
   /**
@@ -88,7 +102,7 @@ export class LlamaGraph {
       if (fmt === 'f32') return x;
       let p = done.get(fmt);
       if (p === undefined) {
-        p = done.size === 0 ? this.s.act0 : this.s.act1;
+        p = this.s.act[done.size]!;
         prepareActivations(this.kern, fmt, x, p, n * cols);
         done.set(fmt, p);
       }
@@ -134,29 +148,26 @@ export class LlamaGraph {
       // Attention block.
       k.rmsnorm(s.x, L.attnNorm, s.xb, hp.dim, n, hp.rmsEps);
       const xin = this.inputs(s.xb, n, hp.dim);
-      this.matmul(L.wq, xin(L.wq), s.q, n);
-      this.matmul(L.wk, xin(L.wk), kRows, n, kvDim);
-      this.matmul(L.wv, xin(L.wv), vRows, n, kvDim);
+      this.matmuls(n, [[L.wq, xin(L.wq), s.q], [L.wk, xin(L.wk), kRows, kvDim], [L.wv, xin(L.wv), vRows, kvDim]]);
       this.addBias(s.q, L.bq, n, qDim);
       this.addBias(kRows, L.bk, n, kvDim);
       this.addBias(vRows, L.bv, n, kvDim);
       k.rope(s.q, s.rope, n, hp.nHeads, hp.headDim, qDim, 0);
       k.rope(kRows, s.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
       kv.commitRows(l, pos0, n);
-      kv.attend(l, s.q, s.att, s.scores, n, pos0, hp.nHeads, qDim, qDim, scale);
+      kv.attend(l, s.q, s.att, s.scores, this.scoresStride, n, pos0, hp.nHeads, qDim, qDim, scale);
       const ain = this.inputs(s.att, n, qDim);
-      this.matmul(L.wo, ain(L.wo), s.xb2, n);
+      this.matmuls(n, [[L.wo, ain(L.wo), s.xb2]]);
       this.addBias(s.xb2, L.bo, n, hp.dim);
       k.add(s.x, s.xb2, s.x, n * hp.dim);
 
       // Feed-forward block (SwiGLU).
       k.rmsnorm(s.x, L.ffnNorm, s.xb, hp.dim, n, hp.rmsEps);
       const fin = this.inputs(s.xb, n, hp.dim);
-      this.matmul(L.gate, fin(L.gate), s.hb, n);
-      this.matmul(L.up, fin(L.up), s.hb2, n);
+      this.matmuls(n, [[L.gate, fin(L.gate), s.hb], [L.up, fin(L.up), s.hb2]]);
       k.silu_mul(s.hb, s.hb2, s.hb, n * hp.ffnDim);
       const din = this.inputs(s.hb, n, hp.ffnDim);
-      this.matmul(L.down, din(L.down), s.xb2, n);
+      this.matmuls(n, [[L.down, din(L.down), s.xb2]]);
       k.add(s.x, s.xb2, s.x, n * hp.dim);
     }
     kv.advance(n);
@@ -168,7 +179,7 @@ export class LlamaGraph {
         k.rmsnorm(s.x + rows[j]! * hp.dim * 4, w.outputNorm, s.xb + j * hp.dim * 4, hp.dim, 1, hp.rmsEps);
       }
       const oin = this.inputs(s.xb, rows.length, hp.dim);
-      this.matmul(w.output, oin(w.output), s.logits, rows.length);
+      this.matmuls(rows.length, [[w.output, oin(w.output), s.logits]]);
       out.set(kern.f32(s.logits, rows.length * hp.nVocab), outAt + g * hp.nVocab);
     }
   }

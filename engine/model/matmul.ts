@@ -41,6 +41,11 @@ const KERNEL: Record<number, string> = {
   [GGMLType.Q5_1]: 'matmul_q5_1', [GGMLType.Q8_0]: 'matmul_q8_0',
 };
 
+/** The kernel export's name for a weight type, or undefined when the engine has none. */
+export function matmulKernelName(type: number): string | undefined {
+  return KERNEL[type];
+}
+
 /** The kernel for a weight type, or undefined when the engine has none. */
 export function matmulKernel(kern: Kernels, type: number): MatmulFn | undefined {
   const name = KERNEL[type];

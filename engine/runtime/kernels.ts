@@ -8,6 +8,9 @@
  */
 import { kernelsWasmBase64 } from '../../build/kernels-wasm.js';
 import { OutOfMemoryError } from '../errors.js';
+import { KernelPool, POOL_CTRL_BYTES } from './pool.js';
+import type { PoolCall, SpawnWorker } from './pool.js';
+import { withSharedMemoryFlag } from './wasm-binary.js';
 
 type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
 type RowFn = (src: number, dst: number, nElems: number) => void;
@@ -84,7 +87,7 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const INITIAL_PAGES = 2; // the module's declared minimum (scripts/build.mjs --initialMemory)
 
-let modulePromise: Promise<WebAssembly.Module> | undefined;
+const modulePromises = new Map<boolean, Promise<WebAssembly.Module>>();
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s);
@@ -93,10 +96,23 @@ function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Compiles the kernel module once per process/realm. */
-function kernelModule(): Promise<WebAssembly.Module> {
-  modulePromise ??= WebAssembly.compile(decodeBase64(kernelsWasmBase64));
-  return modulePromise;
+/** Compiles the kernel module once per process/realm, importing a shared or an unshared memory. */
+function kernelModule(shared: boolean): Promise<WebAssembly.Module> {
+  let p = modulePromises.get(shared);
+  if (!p) {
+    p = WebAssembly.compile(withSharedMemoryFlag(decodeBase64(kernelsWasmBase64), shared));
+    modulePromises.set(shared, p);
+  }
+  return p;
+}
+
+export interface KernelsOptions {
+  /** Arena cap in bytes (default: up to 4 GiB - 64 KiB). */
+  limitBytes?: number;
+  /** Threads to compute with (default 1). Above 1 needs shared memory and a worker spawner, else it falls back to 1. */
+  threads?: number;
+  /** Starts a worker (runtime adapter); default: the one for this runtime (adapters/workers.ts). */
+  spawn?: SpawnWorker;
 }
 
 export class Kernels {
@@ -105,22 +121,79 @@ export class Kernels {
   /** Most bytes the arena may span (the effective limit). */
   readonly limitBytes: number;
 
+  private pool: KernelPool | undefined;
+  private poolCtrl = 0;
+  /** Why more than one thread was asked for but this instance runs on one (undefined otherwise). */
+  fallbackReason: string | undefined;
+
   private constructor(memory: WebAssembly.Memory, k: KernelExports) {
     this.memory = memory;
     this.k = k;
     this.limitBytes = k.arena_limit();
   }
 
-  /** A fresh kernel instance with its own memory and arena. limitBytes: arena cap (default: up to 4 GiB - 64 KiB). */
-  static async create(opts: { limitBytes?: number } = {}): Promise<Kernels> {
-    const module = await kernelModule();
-    const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES });
+  /** Threads the kernels run on (1 without a pool). */
+  get threads(): number {
+    return this.pool?.threads ?? 1;
+  }
+
+  /**
+   * A fresh kernel instance with its own memory and arena, and with `threads` > 1 a pool of threads-1 workers over
+   * the same (shared) memory. Falls back to one thread where shared memory or workers are unavailable.
+   */
+  static async create(opts: KernelsOptions = {}): Promise<Kernels> {
+    const wanted = Math.max(1, Math.floor(opts.threads ?? 1));
+    let spawn = opts.spawn;
+    let shared = false;
+    let fallbackReason: string | undefined;
+    if (wanted > 1) {
+      const adapters = await import('../adapters/workers.js');
+      spawn ??= adapters.workerSpawner();
+      shared = spawn !== undefined && adapters.sharedMemoryAvailable();
+      if (!spawn) fallbackReason = 'this runtime has no workers';
+      else if (!shared) fallbackReason = 'this runtime has no shared WebAssembly memory (in a browser: the page is not cross-origin isolated)';
+    }
+    const module = await kernelModule(shared);
+    const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared });
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const k = instance.exports as unknown as KernelExports;
     const limit = opts.limitBytes;
     // 0 means "no limit" to the module; limits at or above 4 GiB are the same as no limit.
     k.arena_init(limit === undefined || limit >= (MAX_PAGES - 1) * PAGE ? 0 : Math.max(16, Math.floor(limit)) | 0);
-    return new Kernels(memory, k);
+    const kern = new Kernels(memory, k);
+    kern.fallbackReason = fallbackReason;
+    if (shared && spawn) {
+      kern.poolCtrl = kern.alloc(POOL_CTRL_BYTES, 64);
+      try {
+        kern.pool = await KernelPool.start(wanted, module, memory, kern.poolCtrl, instance.exports as Record<string, unknown>, spawn);
+      } catch (e) {
+        // Workers could not start (a content security policy, a sandbox): the same kernels run on this thread.
+        kern.free(kern.poolCtrl);
+        kern.fallbackReason = `workers failed to start: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    return kern;
+  }
+
+  /**
+   * Runs kernel calls, each split by its range across the pool's threads (see runtime/pool.ts), as one job; without
+   * a pool, each call runs whole on this thread.
+   */
+  parallel(calls: PoolCall[]): void {
+    if (this.pool) {
+      this.pool.run(calls);
+      return;
+    }
+    const k = this.k as unknown as Record<string, (...a: number[]) => void>;
+    for (const c of calls) k[c.fn]!(...c.args);
+  }
+
+  /** Stops the pool's workers (the memory stays usable on this thread). */
+  dispose(): void {
+    if (!this.pool) return;
+    this.pool.dispose();
+    this.pool = undefined;
+    this.free(this.poolCtrl);
   }
 
   /** Allocates `bytes` (aligned to `align`, a power of two >= 16). Throws OutOfMemoryError past the limit. */
