@@ -292,9 +292,46 @@ describe('ops', () => {
       }
       expect(Math.abs(total - 1)).toBeLessThan(1e-5);
     }
+    // The scalar twin: same exp values, sums in order.
+    for (const n of [1, 7, 64, 301]) {
+      const x = randomF32(r, n, 20);
+      const [pa2, pb2] = put(K, x, x);
+      K.k.softmax(pa2!, n);
+      K.k.softmax_scalar(pb2!, n);
+      const a = K.f32(pa2!, n), b = K.f32(pb2!, n);
+      for (let i = 0; i < n; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(Math.abs(b[i]!) * 2.4e-7 + 1e-30);
+    }
     const [pc] = put(K, new Float32Array([1, 2]));
     K.k.copy(pc! + 4, pc!, 4);
     expect([...K.f32(pc!, 2)]).toEqual([1, 1]);
+  });
+});
+
+describe('exp_f32', () => {
+  it('SIMD == scalar bit for bit; within 2 ulp of exp on [-86.6, 88.72]; 0 below, inf above, NaN kept', async () => {
+    const K = await Kernels.create();
+    const r = rng(11);
+    const xs: number[] = [0, -0, 1, -1, 0.5, -0.5, 88.72, 88.73, 1e30, Infinity, -Infinity, -86.6, -86.61, -100, -1e30, 1e-8, -1e-8, NaN, Math.LN2 / 2, -Math.LN2 / 2];
+    for (let i = 0; i < 20000; i++) xs.push(fr(-86.6 + r() * (88.72 + 86.6)));
+    for (let i = 0; i < 5000; i++) xs.push(fr((r() - 0.5) * 4));
+    const x = new Float32Array(xs);
+    const n = x.length;
+    const [px, pa, pb] = put(K, x, new Float32Array(n), new Float32Array(n));
+    K.k.exp_f32_array(px!, pa!, n);
+    K.k.exp_f32_array_scalar(px!, pb!, n);
+    const a = K.f32(pa!, n).slice(), b = K.f32(pb!, n).slice();
+    expect(new Uint32Array(a.buffer)).toEqual(new Uint32Array(b.buffer));
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      if (Number.isNaN(v)) { expect(Number.isNaN(a[i]!)).toBe(true); continue; }
+      if (v < fr(-86.6)) { expect(a[i]).toBe(0); continue; }
+      if (v > fr(88.72)) { expect(a[i]).toBe(Infinity); continue; }
+      const want = Math.exp(v);
+      const ulp = 2 ** (Math.floor(Math.log2(want)) - 23);
+      worst = Math.max(worst, Math.abs(a[i]! - want) / ulp);
+    }
+    expect(worst, `worst error ${worst.toFixed(2)} ulp`).toBeLessThanOrEqual(2);
   });
 });
 

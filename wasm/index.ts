@@ -19,8 +19,9 @@ export {
   matmul_q4_0_scalar, matmul_q4_1_scalar, matmul_q5_0_scalar, matmul_q5_1_scalar, matmul_q8_0_scalar,
 } from './matmul_quant';
 export {
-  rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax,
+  rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax, softmax_scalar,
 } from './ops';
 export {
   attention, attention_scalar, attention_paged, attention_paged_scalar, attention_range, attention_paged_range,
 } from './attention';
+export { exp_f32_array, exp_f32_array_scalar } from './expf';

@@ -1,6 +1,8 @@
 // Element-wise and per-row ops on f32 vectors: rmsnorm, rope, silu_mul, add, scale, softmax.
 // All pointers are byte offsets into linear memory; in-place use (output == input) is allowed everywhere.
 
+import { exp_f32, exp_f32x4 } from './expf';
+
 // ---- rmsnorm ------------------------------------------------------------------------------------------------
 // Like ggml rms_norm + mul: sum of f32 squares accumulated in f64; mean = f32(sum/dim);
 // scale = 1/sqrtf(mean + eps) in f32; y = f32(x*scale) * w (two roundings). w == 0 means no weight.
@@ -185,21 +187,48 @@ export function copy(dst: usize, src: usize, n: usize): void {
 
 // ---- softmax ------------------------------------------------------------------------------------------------
 
-/** In place over n f32: e = exp(x - max); sum in f64; x = e * f32(1/sum). Scalar: the cost is the exp. */
+/** In place over n f32: e = exp(x - max) (wasm/expf.ts); sum of the e in f64; x = e * f32(1/sum). */
 export function softmax(x: usize, n: i32): void {
+  if (n <= 0) return;
+  const n4 = n & ~3;
+  let mv = f32x4.splat(load<f32>(x));
+  for (let i = 0; i < n4; i += 4) mv = f32x4.max(mv, v128.load(x + (<usize>i << 2)));
+  let m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+  for (let i = n4; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
+  const ms = f32x4.splat(m);
+  let s0 = f64x2.splat(0), s1 = f64x2.splat(0);
+  for (let i = 0; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const e = exp_f32x4(f32x4.sub(v128.load(x + o), ms));
+    v128.store(x + o, e);
+    s0 = f64x2.add(s0, f64x2.promote_low_f32x4(e));
+    s1 = f64x2.add(s1, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1)));
+  }
+  let sum = (f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1)) + (f64x2.extract_lane(s1, 0) + f64x2.extract_lane(s1, 1));
+  for (let i = n4; i < n; i++) {
+    const o = <usize>i << 2;
+    const e = exp_f32(load<f32>(x + o) - m);
+    store<f32>(x + o, e);
+    sum += <f64>e;
+  }
+  const inv = <f32>(1.0 / sum);
+  const iv = f32x4.splat(inv);
+  for (let i = 0; i < n4; i += 4) v128.store(x + (<usize>i << 2), f32x4.mul(v128.load(x + (<usize>i << 2)), iv));
+  for (let i = n4; i < n; i++) store<f32>(x + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * inv);
+}
+
+/** Scalar twin of softmax: the same exp values (bit for bit), summed in order. */
+export function softmax_scalar(x: usize, n: i32): void {
   if (n <= 0) return;
   let m = load<f32>(x);
   for (let i = 1; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
   let sum: f64 = 0;
   for (let i = 0; i < n; i++) {
     const o = <usize>i << 2;
-    const e = Mathf.exp(load<f32>(x + o) - m);
+    const e = exp_f32(load<f32>(x + o) - m);
     store<f32>(x + o, e);
     sum += <f64>e;
   }
   const inv = <f32>(1.0 / sum);
-  for (let i = 0; i < n; i++) {
-    const o = <usize>i << 2;
-    store<f32>(x + o, load<f32>(x + o) * inv);
-  }
+  for (let i = 0; i < n; i++) store<f32>(x + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * inv);
 }

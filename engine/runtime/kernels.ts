@@ -68,6 +68,9 @@ export type KernelExports = {
   scale_scalar(x: number, s: number, n: number): void;
   copy(dst: number, src: number, nBytes: number): void;
   softmax(x: number, n: number): void;
+  softmax_scalar(x: number, n: number): void;
+  exp_f32_array(src: number, dst: number, n: number): void;
+  exp_f32_array_scalar(src: number, dst: number, n: number): void;
   attention: AttentionFn;
   attention_scalar: AttentionFn;
   attention_paged: PagedAttentionFn;
