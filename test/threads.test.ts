@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../engine/index.js';
-import { Kernels } from '../engine/runtime/kernels.js';
+import { Kernels, POOL_MIN_WORK, setPoolMinWork } from '../engine/runtime/kernels.js';
 import { PoolError } from '../engine/runtime/pool.js';
 import { memoryImportFlagOffset, withSharedMemoryFlag } from '../engine/runtime/wasm-binary.js';
 import { sharedMemoryAvailable } from '../engine/adapters/workers.js';
@@ -54,8 +54,17 @@ describe.skipIf(!sharedMemoryAvailable())('kernel pool', () => {
   it.each(cases)('%s (kv %s): logits are bit-identical for 1, 2 and 3 threads', async (name, kv) => {
     const file = join(MODELS, name);
     const one = await logits(file, 1, kv);
-    expectBitIdentical(await logits(file, 2, kv), one, `${name} 2 threads`);
-    expectBitIdentical(await logits(file, 3, kv, 5), one, `${name} 3 threads`);
+    // Every job on every thread (these models are small enough that the default would keep most jobs on one).
+    const old = setPoolMinWork(0);
+    try {
+      expectBitIdentical(await logits(file, 2, kv), one, `${name} 2 threads`);
+      expectBitIdentical(await logits(file, 3, kv, 5), one, `${name} 3 threads`);
+    } finally {
+      setPoolMinWork(old);
+    }
+    // And with the default threshold, where small jobs stay on the calling thread.
+    expect(POOL_MIN_WORK).toBeGreaterThan(0);
+    expectBitIdentical(await logits(file, 2, kv), one, `${name} 2 threads, default threshold`);
   });
 
   it('a worker failure is a PoolError naming the thread; the pool keeps working', async () => {

@@ -227,7 +227,7 @@ export class ContiguousKVCache extends KVLength implements KVCache {
     this.kern.parallel([{
       fn: 'attention_range',
       args: [q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
-      lo: 14, hi: 15, granule: 1, perThread: { arg: 4, stride: scratchStride },
+      lo: 14, hi: 15, granule: 1, perThread: { arg: 4, stride: scratchStride }, work: 2 * nQ * nHeads * headDim * (pos0 + nQ),
     }]);
   }
 

@@ -149,7 +149,7 @@ export class PagedKVCache extends KVLength implements KVCache {
     this.kern.parallel([{
       fn: 'attention_paged_range',
       args: [q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
-      lo: 15, hi: 16, granule: 1, perThread: { arg: 5, stride: scratchStride },
+      lo: 15, hi: 16, granule: 1, perThread: { arg: 5, stride: scratchStride }, work: 2 * nQ * nHeads * headDim * (pos0 + nQ),
     }]);
   }
 

@@ -88,6 +88,7 @@ export class LlamaGraph {
   private matmuls(n: number, ops: MatmulOp[]): void {
     this.kern.parallel(ops.map(([m, x, y, ldy]) => ({
       fn: matmulKernelName(m.type)!, args: [m.ptr, x, y, m.rows, m.cols, n, ldy ?? m.rows, 0, m.rows], lo: 7, hi: 8, granule: ROW_GRANULE,
+      work: m.rows * m.cols * n,
     })));
   }
 

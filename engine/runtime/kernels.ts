@@ -86,6 +86,20 @@ export interface ArenaStats {
 /** ggml tensor type ids understood by the kernels. */
 export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, BF16: 30 } as const;
 
+/**
+ * Jobs of fewer multiply-adds than this run on the calling thread alone: waking the workers and waiting for them
+ * (a few microseconds) would cost more than it saves. Which thread computes a row never changes its value.
+ */
+export const POOL_MIN_WORK = 1 << 17;
+let poolMinWork = POOL_MIN_WORK;
+
+/** Sets the smallest job that goes to the pool (tests use 0 to run every job on all threads). Returns the old value. */
+export function setPoolMinWork(work: number): number {
+  const old = poolMinWork;
+  poolMinWork = work;
+  return old;
+}
+
 const PAGE = 65536;
 const MAX_PAGES = 65536;
 const INITIAL_PAGES = 2; // the module's declared minimum (scripts/build.mjs --initialMemory)
@@ -184,8 +198,12 @@ export class Kernels {
    */
   parallel(calls: PoolCall[]): void {
     if (this.pool) {
-      this.pool.run(calls);
-      return;
+      let work = 0;
+      for (const c of calls) work += c.work ?? Infinity;
+      if (work >= poolMinWork) {
+        this.pool.run(calls);
+        return;
+      }
     }
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     for (const c of calls) k[c.fn]!(...c.args);

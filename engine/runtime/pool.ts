@@ -22,8 +22,8 @@ const CALLS_AT = 16, CALL_I32 = 64, MAX_CALLS = 4, MAX_ARGS = 24, MSG_BYTE = 108
 export const POOL_CTRL_BYTES = 1344;
 
 /** Worker spin budget (Atomics.load iterations, ~0.1-0.5 ms) before it sleeps, and the main thread's likewise. */
-const WORKER_SPIN = 200_000;
-const MAIN_SPIN = 2_000_000;
+const WORKER_SPIN = 100_000;
+const MAIN_SPIN = 20_000;
 /** A job that makes no progress for this long means a worker is gone; fail instead of hanging. */
 const STALL_MS = 120_000;
 
@@ -38,6 +38,8 @@ export interface PoolCall {
   granule: number;
   /** Optional: args[perThread.arg] += threadIndex * perThread.stride (a private buffer per thread). */
   perThread?: { arg: number; stride: number };
+  /** Multiply-adds the call performs (estimate); small jobs run on the calling thread alone (Kernels.parallel). */
+  work?: number;
 }
 
 /** What a runtime adapter provides: start a worker running `source` (see pool-worker.ts) with `init`. */
