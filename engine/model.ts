@@ -77,7 +77,10 @@ export interface ModelInfo {
   tensors: TensorSummary[];
   metadata: ReadonlyMap<string, GGUFValue>;
   memory: MemoryPlan | undefined;
+  /** Threads the kernels run on. */
   threads: number;
+  /** Why fewer threads run than were asked for (no shared memory, no workers), if so. */
+  threadsFallback?: string;
 }
 
 const MAX_MEMORY = 4 * 1024 ** 3 - 65536;
@@ -246,7 +249,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     }
     const kern = await Kernels.create({ limitBytes: memoryLimit, threads });
     try {
-      const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads };
+      const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads, threadsFallback: kern.fallbackReason };
       const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {
         o.onProgress?.({ status: 'progress', file: src.name, loaded, total, progress: total ? (100 * loaded) / total : 100 });
       }, o.signal);

@@ -75,7 +75,8 @@ async function cmdRun(argv: string[]): Promise<void> {
   });
   if (tty) err('\r\x1b[K');
   const hp = model.info.hparams!;
-  err(`loaded ${model.info.name ?? modelPath} (${hp.nLayers} layers, dim ${hp.dim}, vocab ${hp.nVocab}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
+  if (model.info.threadsFallback) err(`note: running on 1 thread: ${model.info.threadsFallback}\n`);
+  err(`loaded ${model.info.name ?? modelPath} (${hp.nLayers} layers, dim ${hp.dim}, vocab ${hp.nVocab}, ${model.info.threads} thread${model.info.threads === 1 ? '' : 's'}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
   const prompt = (flags.prompt as string | undefined) ?? 'Once upon a time';
   const ac = new AbortController();
   const onSig = () => ac.abort();
