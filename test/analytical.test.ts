@@ -181,8 +181,10 @@ describe('calibrate', () => {
   it('measures positive, finite constants on this machine (reduced sizes)', async () => {
     const kern = await Kernels.create();
     const before = kern.stats().bytesInUse;
-    const c = calibrate(kern, { ...SHAPE, contextLength: 256, weights: [{ type: 8, bytes: 1 << 20 }] }, { copyBytes: 1 << 20, attnRows: 128, matmulBytes: 1 << 18, reps: 3 });
-    for (const v of [c.copyNsPerByte, c.zeroNsPerByte, c.allocFreeNs, c.attnRowNs, c.pagedAttnRowNs, c.matmulNsPerByte.Q8_0!]) {
+    const weights = [{ type: 8, bytes: 1 << 20 }, { type: 12, bytes: 1 << 20 }, { type: 14, bytes: 1 << 20 }]; // Q8_0, Q4_K, Q6_K
+    const c = calibrate(kern, { ...SHAPE, contextLength: 256, weights }, { copyBytes: 1 << 20, attnRows: 128, matmulBytes: 1 << 18, reps: 3 });
+    const m = c.matmulNsPerByte;
+    for (const v of [c.copyNsPerByte, c.zeroNsPerByte, c.allocFreeNs, c.attnRowNs, c.pagedAttnRowNs, m.Q8_0!, m.Q4_K!, m.Q6_K!]) {
       expect(Number.isFinite(v)).toBe(true);
       expect(v).toBeGreaterThan(0);
     }

@@ -7,6 +7,9 @@ import type { Model } from '../engine/index.js';
 import { Sampler, resolveSampling, topKIds } from '../engine/generate/sampling.js';
 import { StopMatcher } from '../engine/generate/stop.js';
 import { MODELS, readReference } from './shared-paths.js';
+import { iq4nlTinyLlama, retype } from './retype.js';
+import { makeTinyLlama } from '../engine/gguf/synth.js';
+import { GGMLType } from '../engine/gguf/types.js';
 
 const STORIES = join(MODELS, 'stories260K.gguf');
 
@@ -110,7 +113,13 @@ describe('stories260K through the library API', () => {
     await expect(loadModel(STORIES, { kv: { policy: 'nope' as 'bmc' } })).rejects.toThrow(/kv.policy/);
     await expect(loadModel(STORIES, { memoryLimit: 1 << 20 })).rejects.toBeInstanceOf(OutOfMemoryError);
     await expect(loadModel(join(MODELS, 'missing.gguf'))).rejects.toThrow(/no such file/);
-    await expect(loadModel(join(MODELS, 'synth-d256-q6_k.gguf'))).rejects.toBeInstanceOf(UnsupportedError);
+    const iq = loadModel(iq4nlTinyLlama());
+    await expect(iq).rejects.toBeInstanceOf(UnsupportedError);
+    await expect(iq).rejects.toThrow(/tensor "blk\.0\.ffn_down\.weight" has type IQ4_NL/);
+    // A K-quant row must hold whole 256-value super-blocks: a Q4_K tensor of 288 columns is not valid GGUF.
+    const q4k = retype(makeTinyLlama({ type: 'Q4_0', dim: 288, heads: 4, ffn: 256, layers: 1 }), 'blk.0.attn_q.weight', GGMLType.Q4_K);
+    await expect(loadModel(q4k)).rejects.toBeInstanceOf(GGUFFormatError);
+    await expect(loadModel(q4k)).rejects.toThrow(/288 is not a multiple of the Q4_K block size 256/);
     const s = model.createSession();
     await expect(s.eval([1, 99999])).rejects.toThrow(/outside the vocabulary/);
     await expect(s.eval([])).rejects.toThrow(OptionError);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MODELS, ROOT } from './shared-paths.js';
+import { iq4nlTinyLlama } from './retype.js';
 
 const CLI = join(ROOT, 'dist/cli.js');
 const STORIES = join(MODELS, 'stories260K.gguf');
@@ -80,9 +81,12 @@ describe('bmc-llm run', () => {
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/trunc\.gguf/);
     expect(t.err.trim().split('\n').length).toBe(1);
-    const q = cli(['run', '-m', join(MODELS, 'synth-d256-q6_k.gguf')]);
+    const iq = join(dir, 'iq4nl.gguf');
+    writeFileSync(iq, iq4nlTinyLlama());
+    const q = cli(['run', '-m', iq]);
     expect(q.code).toBe(1);
-    expect(q.err).toMatch(/Q6_K/);
+    expect(q.err).toMatch(/IQ4_NL/);
+    expect(q.err.trim().split('\n').length).toBe(1);
   });
 
   it('with no model and no network it says how to pass one', () => {

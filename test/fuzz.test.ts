@@ -399,7 +399,8 @@ describe(`GGUF header fuzz (seed ${SEED})`, () => {
 
 describe(`loadModel fuzz (seed ${SEED})`, () => {
   // Files the engine can load; mutating them reaches hparams, tokenizer, weight planning and loading.
-  const loadable = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105-q8_0.gguf', 'babyllama-tok105-q4_0.gguf', 'synth-d256-q4_0.gguf']
+  const loadable = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105-q8_0.gguf', 'babyllama-tok105-q4_0.gguf', 'synth-d256-q4_0.gguf',
+    'synth-d256-q4_k_m-mixed.gguf']
     .map((f) => join(MODELS, f)).filter((f) => existsSync(f));
   const entries: Array<[string, () => Uint8Array]> = [
     ...loadable.map((f): [string, () => Uint8Array] => [basename(f), () => new Uint8Array(readFileSync(f))]),

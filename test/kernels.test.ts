@@ -160,7 +160,7 @@ describe('number formats', () => {
     for (let i = 0; i < n; i++) expect(Math.abs(K.f32(dst, n)[i]! - x[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 2 ** -8);
     expect(K.k.dequantize_row(GGML_TYPE.F32, src, dst, n)).toBe(0);
     expect(K.f32(dst, n)).toEqual(x);
-    expect(K.k.dequantize_row(12, src, dst, n)).toBe(-1);
+    expect(K.k.dequantize_row(20, src, dst, n)).toBe(-1); // IQ4_NL
   });
 
   it('round_to_f16 / round_to_bf16 keep f32 values at half precision (nearest even)', async () => {

@@ -3,11 +3,12 @@
  * through one session, logits compared row by row (rel = rms(diff) / rms(ref - mean(ref)), argmax agreement),
  * and free greedy decoding for F32 models. Tolerances per weight type follow reference/README.md and our
  * activation path: F32 exact to float rounding; F16/BF16 weights with f32 activations; Q8_0/Q4_0/Q4_1/Q5_0/Q5_1
- * with activations quantized to Q8_0/Q8_1 per 32-block exactly as llama.cpp's x86 path does.
+ * with activations quantized to Q8_0/Q8_1 per 32-block, Q2_K..Q6_K with activations quantized to Q8_K per 256-block,
+ * exactly as llama.cpp's x86 path does.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadModel, UnsupportedError } from '../engine/index.js';
+import { loadModel } from '../engine/index.js';
 import type { Model } from '../engine/index.js';
 import { argmax } from '../engine/generate/sampling.js';
 import { MODELS, readReference, referenceFiles } from './shared-paths.js';
@@ -19,14 +20,17 @@ import { MODELS, readReference, referenceFiles } from './shared-paths.js';
  */
 interface Tolerance { rel: number; argmax: number; argmaxPerFile: number; exactGreedy: boolean; firstRow?: number }
 
-function tolerance(model: string): Tolerance | 'unsupported' {
-  if (/-(q2_k|q3_k_m|q4_k_m|q5_k_m|q6_k|q4_k_m-mixed)\.gguf$/.test(model)) return 'unsupported';
+function tolerance(model: string): Tolerance {
   if (/-f16\.gguf$|-bf16\.gguf$/.test(model)) return { rel: 5e-3, argmax: 0.97, argmaxPerFile: 0.95, exactGreedy: false };
   // Quantized activations make each logit row either bit-for-bit llama.cpp's (~1e-7) or, once an f32 summation-order
   // difference of ~1e-7 has flipped one q8 rounding somewhere, differ by the q8 noise level (~1e-2); the flip then
   // carries to later rows through the KV cache. Row 0 is always before any flip and must be exact, which an engine
   // with f32 activations (~1.3e-2 on every row) could not achieve.
   if (/-q\d_\d\.gguf$/.test(model)) return { rel: 2e-2, argmax: 0.97, argmaxPerFile: 0.95, exactGreedy: false, firstRow: 1e-5 };
+  // K-quants (activations in Q8_K, one scale per 256 values): the same picture with a somewhat higher noise level after
+  // a flip (measured rel up to 1.8e-2 per file, against up to 1.25e-2 for the 32-block types) and so a few more
+  // near-tie argmax flips (worst file 65 of 68 rows, worst model 296 of 302). Row 0 stays exact (<= 3e-7).
+  if (/-q\d_k(_m)?(-mixed)?\.gguf$/.test(model)) return { rel: 3e-2, argmax: 0.97, argmaxPerFile: 0.94, exactGreedy: false, firstRow: 1e-5 };
   return { rel: 1e-5, argmax: 1, argmaxPerFile: 1, exactGreedy: true };
 }
 
@@ -39,15 +43,6 @@ for (const f of referenceFiles()) {
 describe.each([...byModel.keys()])('%s', (name) => {
   const file = join(MODELS, `${name}.gguf`);
   const tol = tolerance(`${name}.gguf`);
-
-  if (tol === 'unsupported') {
-    it('is refused with a clear error naming the tensor type (K-quants are not implemented yet)', async () => {
-      const e = await loadModel(file, { contextLength: 2048 }).then(() => undefined, (x: unknown) => x);
-      expect(e).toBeInstanceOf(UnsupportedError);
-      expect((e as Error).message).toMatch(/tensor ".*" has type Q\d_K/);
-    });
-    return;
-  }
 
   const pooled = { rows: 0, agree: 0 };
   it.each(byModel.get(name)!)('teacher-forced logits match %s', async (refFile) => {

@@ -49,6 +49,7 @@ describe.skipIf(!sharedMemoryAvailable())('kernel pool', () => {
     ['synth-d256-q4_0.gguf', 'concat'],
     ['synth-d256-q5_1.gguf', 'bmc'],
     ['synth-d256-f16.gguf', 'bmc'],
+    ['synth-d256-q4_k_m-mixed.gguf', 'paged'],
     ['llama2xs-tok512.gguf', 'bmc'],
   ];
   it.each(cases)('%s (kv %s): logits are bit-identical for 1, 2 and 3 threads', async (name, kv) => {

@@ -19,6 +19,13 @@ export {
   matmul_q4_0_scalar, matmul_q4_1_scalar, matmul_q5_0_scalar, matmul_q5_1_scalar, matmul_q8_0_scalar,
 } from './matmul_quant';
 export {
+  quantize_q8_k, quantize_q8_k_scalar, dequantize_q2_k, dequantize_q3_k, dequantize_q4_k, dequantize_q5_k, dequantize_q6_k,
+} from './kquant_blocks';
+export {
+  matmul_q2_k, matmul_q3_k, matmul_q4_k, matmul_q5_k, matmul_q6_k,
+  matmul_q2_k_scalar, matmul_q3_k_scalar, matmul_q4_k_scalar, matmul_q5_k_scalar, matmul_q6_k_scalar,
+} from './matmul_kquant';
+export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax, softmax_scalar,
 } from './ops';
 export {

@@ -9,6 +9,9 @@
 // This file holds the activation quantizers (q8_0 / q8_1, SIMD + scalar twins) and the dequantizers.
 
 import { f16_to_f32, f32_to_f16, bf16_to_f32 } from './f16';
+import {
+  T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K, T_Q6_K, dequantize_q2_k, dequantize_q3_k, dequantize_q4_k, dequantize_q5_k, dequantize_q6_k,
+} from './kquant_blocks';
 
 // ggml type ids.
 export const T_F32: i32 = 0;
@@ -147,7 +150,8 @@ export function dequantize_bf16(src: usize, dst: usize, n_elems: i32): void {
   for (let i = 0; i < n_elems; i++) store<f32>(dst + (<usize>i << 2), bf16_to_f32(load<u16>(src + (<usize>i << 1))));
 }
 
-/** Decodes n_elems of ggml type `type` at src into f32 at dst. Returns 0, or -1 for an unsupported type. */
+/** Decodes n_elems of ggml type `type` at src into f32 at dst (a multiple of the type's block size: 32, or 256 for
+ *  the K-quants). Returns 0, or -1 for an unsupported type. */
 export function dequantize_row(type: i32, src: usize, dst: usize, n_elems: i32): i32 {
   switch (type) {
     case T_F32: memory.copy(dst, src, <usize>n_elems << 2); break;
@@ -158,6 +162,11 @@ export function dequantize_row(type: i32, src: usize, dst: usize, n_elems: i32):
     case T_Q5_0: dequantize_q5_0(src, dst, n_elems); break;
     case T_Q5_1: dequantize_q5_1(src, dst, n_elems); break;
     case T_Q8_0: dequantize_q8_0(src, dst, n_elems); break;
+    case T_Q2_K: dequantize_q2_k(src, dst, n_elems); break;
+    case T_Q3_K: dequantize_q3_k(src, dst, n_elems); break;
+    case T_Q4_K: dequantize_q4_k(src, dst, n_elems); break;
+    case T_Q5_K: dequantize_q5_k(src, dst, n_elems); break;
+    case T_Q6_K: dequantize_q6_k(src, dst, n_elems); break;
     default: return -1;
   }
   return 0;

@@ -1,7 +1,8 @@
 /**
  * Synthetic models: a tiny random Llama with a minimal SentencePiece vocabulary, written with GGUFWriter.
- * Also the small conversions it needs (f32 -> f16 / bf16, Q8_0 and Q4_0 quantization, as ggml's reference
- * quantizers do them) and their inverses for tests.
+ * Also the conversions it needs and their inverses for tests: f32 -> f16 / bf16; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 as
+ * ggml's reference quantizers do them; and Q2_K .. Q6_K with a simple one-pass quantizer of our own (valid blocks
+ * with a reasonable error, not llama.cpp's optimizing search).
  */
 import { OptionError } from '../errors.js';
 import { GGMLType, GGML_TYPES, GGUFValueType, typeName } from './types.js';
@@ -64,7 +65,196 @@ function roundAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
 }
 
-/** Encodes `values` as ggml `type` (F32, F16, BF16, Q8_0 or Q4_0). Block types need a multiple of 32 values. */
+/** Types `quantize` and `dequantize` handle. */
+export const QUANTIZABLE: readonly number[] = [
+  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+  GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+];
+
+/** The first value of largest magnitude, with its sign. */
+function signedMax(x: Float32Array): number {
+  let amax = 0;
+  let max = 0;
+  for (let j = 0; j < x.length; j++) {
+    if (amax < Math.abs(x[j]!)) {
+      amax = Math.abs(x[j]!);
+      max = x[j]!;
+    }
+  }
+  return max;
+}
+
+const clamp = (v: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, v));
+
+/**
+ * One K-quant super-block of 256 values into out[o..]: per sub-block a scale (and for Q2_K / Q4_K / Q5_K a min,
+ * taken as min(0, smallest value)) from its range, the scales quantized against the super-block's largest, the values
+ * rounded against their sub-block's quantized scale. Layouts as in wasm/kquant_blocks.ts.
+ */
+function quantizeK(type: number, x: Float32Array, out: Uint8Array, o: number): void {
+  const view = new DataView(out.buffer, out.byteOffset);
+  const sub = type === GGMLType.Q4_K || type === GGMLType.Q5_K ? 32 : 16;
+  const nSub = 256 / sub;
+  const L = new Int32Array(256); // quants, stored form (offsets added)
+  if (type === GGMLType.Q2_K || type === GGMLType.Q4_K || type === GGMLType.Q5_K) {
+    const nmax = type === GGMLType.Q2_K ? 3 : type === GGMLType.Q4_K ? 15 : 31;
+    const smax = type === GGMLType.Q2_K ? 15 : 63; // largest quantized scale / min
+    const scales: number[] = [];
+    const mins: number[] = [];
+    for (let j = 0; j < nSub; j++) {
+      let lo = 0;
+      let hi = -Infinity;
+      for (let l = 0; l < sub; l++) {
+        lo = Math.min(lo, x[j * sub + l]!);
+        hi = Math.max(hi, x[j * sub + l]!);
+      }
+      scales.push((hi - lo) / nmax);
+      mins.push(-lo);
+    }
+    const dBits = f32ToF16(Math.max(...scales) / smax);
+    const mBits = f32ToF16(Math.max(...mins) / smax);
+    const d = f16ToF32(dBits);
+    const dmin = f16ToF32(mBits);
+    const ls = scales.map((v) => (d > 0 ? clamp(Math.round(v / d), 0, smax) : 0));
+    const lm = mins.map((v) => (dmin > 0 ? clamp(Math.round(v / dmin), 0, smax) : 0));
+    for (let e = 0; e < 256; e++) {
+      const j = Math.floor(e / sub);
+      const dl = Math.fround(d * ls[j]!);
+      const ml = Math.fround(dmin * lm[j]!);
+      L[e] = dl > 0 ? clamp(Math.round((x[e]! + ml) / dl), 0, nmax) : 0;
+    }
+    if (type === GGMLType.Q2_K) {
+      for (let j = 0; j < 16; j++) out[o + j] = ls[j]! | (lm[j]! << 4);
+      packCrumbs(L, out, o + 16);
+      view.setUint16(o + 80, dBits, true);
+      view.setUint16(o + 82, mBits, true);
+      return;
+    }
+    view.setUint16(o, dBits, true);
+    view.setUint16(o + 2, mBits, true);
+    for (let j = 0; j < 8; j++) { // 6-bit scales and mins, 12 bytes
+      if (j < 4) {
+        out[o + 4 + j] = ls[j]!;
+        out[o + 8 + j] = lm[j]!;
+      } else {
+        out[o + 4 + j + 4] = (ls[j]! & 15) | ((lm[j]! & 15) << 4);
+        out[o + 4 + j - 4] |= (ls[j]! >> 4) << 6;
+        out[o + 4 + j] |= (lm[j]! >> 4) << 6;
+      }
+    }
+    const qs = o + (type === GGMLType.Q4_K ? 16 : 48);
+    for (let c = 0; c < 4; c++) {
+      for (let l = 0; l < 32; l++) {
+        const a = L[64 * c + l]!;
+        const b = L[64 * c + 32 + l]!;
+        out[qs + 32 * c + l] = (a & 15) | ((b & 15) << 4);
+        if (type === GGMLType.Q5_K) out[o + 16 + l] |= ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1));
+      }
+    }
+    return;
+  }
+  // Q3_K and Q6_K: signed quants (-4..3 resp. -32..31), the largest |value| of a sub-block at the negative end;
+  // signed sub-block scales against the super-block's largest.
+  const six = type === GGMLType.Q6_K;
+  const qmin = six ? 32 : 4;
+  const smin = six ? 128 : 32;
+  const scales: number[] = [];
+  for (let j = 0; j < 16; j++) scales.push(signedMax(x.subarray(16 * j, 16 * j + 16)) / -qmin);
+  const maxScale = scales.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), 0);
+  const iscale = maxScale !== 0 ? -smin / maxScale : 0;
+  const dBits = f32ToF16(iscale !== 0 ? 1 / iscale : 0);
+  const d = f16ToF32(dBits);
+  const ls = scales.map((v) => clamp(Math.round(iscale * v), -smin, smin - 1));
+  for (let e = 0; e < 256; e++) {
+    const dl = Math.fround(d * ls[e >> 4]!);
+    L[e] = (dl !== 0 ? clamp(Math.round(x[e]! / dl), -qmin, qmin - 1) : 0) + qmin;
+  }
+  if (six) {
+    for (let n = 0; n < 2; n++) {
+      for (let l = 0; l < 32; l++) {
+        const q1 = L[128 * n + l]!, q2 = L[128 * n + 32 + l]!, q3 = L[128 * n + 64 + l]!, q4 = L[128 * n + 96 + l]!;
+        out[o + 64 * n + l] = (q1 & 15) | ((q3 & 15) << 4);
+        out[o + 64 * n + 32 + l] = (q2 & 15) | ((q4 & 15) << 4);
+        out[o + 128 + 32 * n + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+      }
+    }
+    for (let j = 0; j < 16; j++) view.setInt8(o + 192 + j, ls[j]!);
+    view.setUint16(o + 208, dBits, true);
+    return;
+  }
+  for (let e = 0; e < 256; e++) { // Q3_K: bit 2 of each quant into hmask (element e: byte e % 32, bit e / 32)
+    if (L[e]! > 3) {
+      out[o + (e & 31)] |= 1 << (e >> 5);
+      L[e] -= 4;
+    }
+  }
+  packCrumbs(L, out, o + 32);
+  for (let j = 0; j < 16; j++) { // 6-bit scales (stored + 32), 12 bytes
+    const v = ls[j]! + 32;
+    if (j < 8) out[o + 96 + j] |= v & 15;
+    else out[o + 96 + j - 8] |= (v & 15) << 4;
+    out[o + 96 + 8 + (j & 3)] |= (v >> 4) << (2 * (j >> 2));
+  }
+  view.setUint16(o + 108, dBits, true);
+}
+
+/** 2-bit quants L[0..255] into 64 bytes at out[o..]: element 128n + 32k + l in bits 2k of byte 32n + l. */
+function packCrumbs(L: Int32Array, out: Uint8Array, o: number): void {
+  for (let n = 0; n < 2; n++) {
+    for (let l = 0; l < 32; l++) {
+      out[o + 32 * n + l] = L[128 * n + l]! | (L[128 * n + 32 + l]! << 2) | (L[128 * n + 64 + l]! << 4) | (L[128 * n + 96 + l]! << 6);
+    }
+  }
+}
+
+/** Integer quant (offsets included), scale and min of each of the 256 elements of the K-quant block at b[o..]. */
+function decodeK(type: number, b: Uint8Array, o: number): { q: Int32Array; sc: Int32Array; mn: Int32Array; d: number; dmin: number } {
+  const view = new DataView(b.buffer, b.byteOffset);
+  const q = new Int32Array(256), sc = new Int32Array(256), mn = new Int32Array(256);
+  const crumb = (base: number, e: number) => (b[base + 32 * (e >> 7) + (e & 31)]! >> (2 * ((e >> 5) & 3))) & 3;
+  if (type === GGMLType.Q2_K) {
+    for (let e = 0; e < 256; e++) {
+      q[e] = crumb(o + 16, e);
+      sc[e] = b[o + (e >> 4)]! & 15;
+      mn[e] = b[o + (e >> 4)]! >> 4;
+    }
+    return { q, sc, mn, d: f16ToF32(view.getUint16(o + 80, true)), dmin: f16ToF32(view.getUint16(o + 82, true)) };
+  }
+  if (type === GGMLType.Q3_K) {
+    for (let e = 0; e < 256; e++) {
+      const hbit = (b[o + (e & 31)]! >> (e >> 5)) & 1;
+      q[e] = crumb(o + 32, e) - (hbit ? 0 : 4);
+      const j = e >> 4;
+      const low = j < 8 ? b[o + 96 + j]! & 15 : b[o + 96 + j - 8]! >> 4;
+      sc[e] = (low | (((b[o + 104 + (j & 3)]! >> (2 * (j >> 2))) & 3) << 4)) - 32;
+    }
+    return { q, sc, mn, d: f16ToF32(view.getUint16(o + 108, true)), dmin: 0 };
+  }
+  if (type === GGMLType.Q4_K || type === GGMLType.Q5_K) {
+    const s6 = (j: number, m: number) => (j < 4 ? b[o + 4 + j + m]! & 63
+      : (m ? b[o + 4 + j + 4]! >> 4 : b[o + 4 + j + 4]! & 15) | ((b[o + 4 + j - 4 + m]! >> 6) << 4));
+    const qs = o + (type === GGMLType.Q4_K ? 16 : 48);
+    for (let e = 0; e < 256; e++) {
+      const g = e >> 5;
+      const byte = b[qs + 32 * (g >> 1) + (e & 31)]!;
+      q[e] = (g & 1 ? byte >> 4 : byte & 15) + (type === GGMLType.Q5_K ? ((b[o + 16 + (e & 31)]! >> g) & 1) << 4 : 0);
+      sc[e] = s6(g, 0);
+      mn[e] = s6(g, 4);
+    }
+    return { q, sc, mn, d: f16ToF32(view.getUint16(o, true)), dmin: f16ToF32(view.getUint16(o + 2, true)) };
+  }
+  // Q6_K
+  for (let e = 0; e < 256; e++) {
+    const n = e >> 7, k = (e >> 5) & 3, l = e & 31;
+    const byte = b[o + 64 * n + 32 * (k & 1) + l]!;
+    const nib = k & 2 ? byte >> 4 : byte & 15;
+    q[e] = (nib | (((b[o + 128 + 32 * n + l]! >> (2 * k)) & 3) << 4)) - 32;
+    sc[e] = view.getInt8(o + 192 + (e >> 4));
+  }
+  return { q, sc, mn, d: f16ToF32(view.getUint16(o + 208, true)), dmin: 0 };
+}
+
+/** Encodes `values` as ggml `type` (see QUANTIZABLE). Block types need a multiple of their block size (32 or 256). */
 export function quantize(type: number, values: Float32Array): Uint8Array {
   const n = values.length;
   const info = GGML_TYPES.get(type);
@@ -116,12 +306,66 @@ export function quantize(type: number, values: Float32Array): Uint8Array {
         }
       }
       return out;
+    case GGMLType.Q4_1:
+    case GGMLType.Q5_1: {
+      const five = type === GGMLType.Q5_1;
+      const bs = five ? 24 : 20;
+      const nmax = five ? 31 : 15;
+      for (let b = 0; b < n / 32; b++) {
+        const x = values.subarray(b * 32, b * 32 + 32);
+        let min = Infinity;
+        let max = -Infinity;
+        for (let j = 0; j < 32; j++) {
+          min = Math.min(min, x[j]!);
+          max = Math.max(max, x[j]!);
+        }
+        const d = Math.fround((max - min) / nmax);
+        const id = d !== 0 ? Math.fround(1 / d) : 0;
+        const o = b * bs;
+        view.setUint16(o, f32ToF16(d), true);
+        view.setUint16(o + 2, f32ToF16(min), true);
+        let qh = 0;
+        for (let j = 0; j < 16; j++) {
+          const q0 = Math.min(nmax, Math.trunc(Math.fround(Math.fround(Math.fround(x[j]! - min) * id) + 0.5)));
+          const q1 = Math.min(nmax, Math.trunc(Math.fround(Math.fround(Math.fround(x[16 + j]! - min) * id) + 0.5)));
+          out[o + bs - 16 + j] = (q0 & 15) | ((q1 & 15) << 4);
+          qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+        }
+        if (five) view.setUint32(o + 4, qh >>> 0, true);
+      }
+      return out;
+    }
+    case GGMLType.Q5_0:
+      for (let b = 0; b < n / 32; b++) {
+        const x = values.subarray(b * 32, b * 32 + 32);
+        const max = signedMax(x);
+        const d = Math.fround(max / -16);
+        const id = d !== 0 ? Math.fround(1 / d) : 0;
+        const o = b * 22;
+        view.setUint16(o, f32ToF16(d), true);
+        let qh = 0;
+        for (let j = 0; j < 16; j++) {
+          const q0 = Math.min(31, Math.trunc(Math.fround(Math.fround(x[j]! * id) + 16.5)));
+          const q1 = Math.min(31, Math.trunc(Math.fround(Math.fround(x[16 + j]! * id) + 16.5)));
+          out[o + 6 + j] = (q0 & 15) | ((q1 & 15) << 4);
+          qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+        }
+        view.setUint32(o + 2, qh >>> 0, true);
+      }
+      return out;
+    case GGMLType.Q2_K:
+    case GGMLType.Q3_K:
+    case GGMLType.Q4_K:
+    case GGMLType.Q5_K:
+    case GGMLType.Q6_K:
+      for (let b = 0; b < n / 256; b++) quantizeK(type, values.subarray(b * 256, b * 256 + 256), out, b * info.typeSize);
+      return out;
     default:
-      throw new OptionError('type', `quantizing to ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0)`);
+      throw new OptionError('type', `quantizing to ${typeName(type)} is not implemented (${QUANTIZABLE.map(typeName).join(', ')})`);
   }
 }
 
-/** Decodes `n` values of ggml `type` (F32, F16, BF16, Q8_0 or Q4_0). */
+/** Decodes `n` values of ggml `type` (see QUANTIZABLE). */
 export function dequantize(type: number, bytes: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -151,8 +395,48 @@ export function dequantize(type: number, bytes: Uint8Array, n: number): Float32A
         }
       }
       return out;
+    case GGMLType.Q4_1:
+    case GGMLType.Q5_0:
+    case GGMLType.Q5_1: {
+      const bs = type === GGMLType.Q4_1 ? 20 : type === GGMLType.Q5_0 ? 22 : 24;
+      for (let b = 0; b < n / 32; b++) {
+        const o = b * bs;
+        const d = f16ToF32(view.getUint16(o, true));
+        const m = type === GGMLType.Q5_0 ? 0 : f16ToF32(view.getUint16(o + 2, true));
+        const qh = type === GGMLType.Q4_1 ? 0 : view.getUint32(o + bs - 20, true);
+        for (let j = 0; j < 16; j++) {
+          const byte = bytes[o + bs - 16 + j]!;
+          let q0 = (byte & 15) | (((qh >>> j) & 1) << 4);
+          let q1 = (byte >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+          if (type === GGMLType.Q5_0) {
+            q0 -= 16;
+            q1 -= 16;
+          }
+          out[b * 32 + j] = type === GGMLType.Q5_0 ? d * q0 : Math.fround(d * q0) + m;
+          out[b * 32 + 16 + j] = type === GGMLType.Q5_0 ? d * q1 : Math.fround(d * q1) + m;
+        }
+      }
+      return out;
+    }
+    case GGMLType.Q2_K:
+    case GGMLType.Q3_K:
+    case GGMLType.Q4_K:
+    case GGMLType.Q5_K:
+    case GGMLType.Q6_K: {
+      // ggml's float operations: (d·sc)·q − dmin·m, or (d·sc)·q for the types without mins.
+      const bs = GGML_TYPES.get(type)!.typeSize;
+      const hasMin = type === GGMLType.Q2_K || type === GGMLType.Q4_K || type === GGMLType.Q5_K;
+      for (let b = 0; b < n / 256; b++) {
+        const k = decodeK(type, bytes, b * bs);
+        for (let e = 0; e < 256; e++) {
+          const v = Math.fround(Math.fround(k.d * k.sc[e]!) * k.q[e]!);
+          out[b * 256 + e] = hasMin ? v - Math.fround(k.dmin * k.mn[e]!) : v;
+        }
+      }
+      return out;
+    }
     default:
-      throw new OptionError('type', `dequantizing ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0)`);
+      throw new OptionError('type', `dequantizing ${typeName(type)} is not implemented (${QUANTIZABLE.map(typeName).join(', ')})`);
   }
 }
 
@@ -208,7 +492,11 @@ export interface TinyLlamaOptions {
   vocab?: number;
   /** PRNG seed (default 1). */
   seed?: number;
-  /** ggml type of the matrices, as an id or a name: F32 (default), F16, BF16, Q8_0, Q4_0. Norms stay F32. */
+  /**
+   * ggml type of the matrices, as an id or a name: F32 (default), F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+   * Q4_K, Q5_K, Q6_K. Norms stay F32. K-quant matrices whose column count (dim or ffn) is not a multiple of 256 fall
+   * back to another type as llama-quantize does (see matrixType).
+   */
   type?: number | string;
   /** Trained context length written to the metadata (default 256). */
   contextLength?: number;
@@ -259,10 +547,29 @@ export function tinySpmVocab(size: number): { tokens: string[]; scores: Float32A
 function resolveType(t: number | string | undefined): number {
   if (t === undefined) return GGMLType.F32;
   const id = typeof t === 'number' ? t : [...GGML_TYPES.values()].find((x) => x.name === t.toUpperCase())?.id;
-  const ok: number[] = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0];
-  if (id === undefined || !ok.includes(id)) throw new OptionError('type', `${String(t)} is not one of F32, F16, BF16, Q8_0, Q4_0`);
+  if (id === undefined || !QUANTIZABLE.includes(id)) throw new OptionError('type', `${String(t)} is not one of ${QUANTIZABLE.map(typeName).join(', ')}`);
   return id;
 }
+
+/**
+ * The type a matrix of `cols` columns is written in for the requested `type`. K-quants need whole 256-value
+ * super-blocks per row; where `cols` is not a multiple of 256 the matrix falls back like llama-quantize does:
+ * Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and Q2_K / Q3_K -> Q4_0 (llama.cpp takes IQ4_NL there, which this engine
+ * does not compute); F16 where even 32 does not divide `cols`. Other types are used as they are.
+ */
+export function matrixType(type: number, cols: number): number {
+  if (GGML_TYPES.get(type)!.blockSize !== 256 || cols % 256 === 0) return type;
+  const fallback = type === GGMLType.Q4_K ? GGMLType.Q5_0 : type === GGMLType.Q5_K ? GGMLType.Q5_1
+    : type === GGMLType.Q6_K ? GGMLType.Q8_0 : GGMLType.Q4_0;
+  return cols % 32 === 0 ? fallback : GGMLType.F16;
+}
+
+/** llama.cpp's general.file_type for a model whose matrices are mostly `type` (K-quants: the _S variants). */
+const FILE_TYPE: Record<number, number> = {
+  [GGMLType.F32]: 0, [GGMLType.F16]: 1, [GGMLType.Q4_0]: 2, [GGMLType.Q4_1]: 3, [GGMLType.Q8_0]: 7, [GGMLType.Q5_0]: 8,
+  [GGMLType.Q5_1]: 9, [GGMLType.Q2_K]: 10, [GGMLType.Q3_K]: 11, [GGMLType.Q4_K]: 14, [GGMLType.Q5_K]: 16,
+  [GGMLType.Q6_K]: 18, [GGMLType.BF16]: 32,
+};
 
 function posInt(name: string, v: unknown, dflt: number, max = 1 << 20): number {
   if (v === undefined) return dflt;
@@ -291,7 +598,7 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   if (headDim % 2 !== 0) throw new OptionError('heads', `head dimension ${headDim} is odd`);
   const block = GGML_TYPES.get(type)!.blockSize;
   for (const [n, v] of [['dim', dim], ['ffn', ffn]] as const) {
-    if (v % block !== 0) throw new OptionError(n, `${v} is not a multiple of the ${typeName(type)} block size ${block}`);
+    if (block !== 256 && v % block !== 0) throw new OptionError(n, `${v} is not a multiple of the ${typeName(type)} block size ${block}`);
   }
   const kvDim = kvHeads * headDim;
   const vocab = tinySpmVocab(nVocab);
@@ -301,9 +608,7 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   w.setString('general.architecture', 'llama');
   w.setString('general.name', options.name ?? `tiny-llama-d${dim}-l${layers}`);
   w.setU32('general.alignment', 32);
-  // llama.cpp file types: 0 all F32, 1 mostly F16, 2 Q4_0, 7 Q8_0, 32 BF16.
-  const fileType: Record<number, number> = { [GGMLType.F32]: 0, [GGMLType.F16]: 1, [GGMLType.Q4_0]: 2, [GGMLType.Q8_0]: 7, [GGMLType.BF16]: 32 };
-  w.setU32('general.file_type', fileType[type]!);
+  w.setU32('general.file_type', FILE_TYPE[type]!);
   w.setU32('llama.context_length', ctx);
   w.setU32('llama.embedding_length', dim);
   w.setU32('llama.block_count', layers);
@@ -332,7 +637,8 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   };
   const matrix = (name: string, cols: number, rows: number) => {
     const values = gen(name, cols * rows, 1 / Math.sqrt(cols), 0);
-    w.addTensor(name, [cols, rows], type, () => quantize(type, values()));
+    const t = matrixType(type, cols);
+    w.addTensor(name, [cols, rows], t, () => quantize(t, values()));
   };
   const vector = (name: string, n: number) => {
     const values = gen(name, n, 0.05, 1);

@@ -32,6 +32,7 @@ export const GGMLType = {
 /** Tensor types the engine's kernels compute with directly. */
 export const COMPUTABLE: ReadonlySet<number> = new Set([
   GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+  GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 ]);
 
 export function typeName(id: number): string {

@@ -62,7 +62,8 @@ export class LlamaGraph {
       this.ptrs.push(p);
       return p;
     };
-    // Room for the largest activation format: f32-sized rounded copies (q8 blocks need 36 bytes per 32 values).
+    // Room for the largest activation format: f32-sized rounded copies (q8 blocks need at most 36 bytes per 32 values,
+    // q8_k 292 per 256).
     const actBytes = batch * maxCols * 4 + 64;
     this.scoresStride = Math.ceil((contextLength * 4) / 64) * 64;
     try {

@@ -51,11 +51,16 @@ export type KernelExports = {
   matmul_q4_0: MatmulFn; matmul_q4_1: MatmulFn; matmul_q5_0: MatmulFn; matmul_q5_1: MatmulFn; matmul_q8_0: MatmulFn;
   matmul_q4_0_scalar: MatmulFn; matmul_q4_1_scalar: MatmulFn; matmul_q5_0_scalar: MatmulFn;
   matmul_q5_1_scalar: MatmulFn; matmul_q8_0_scalar: MatmulFn;
+  matmul_q2_k: MatmulFn; matmul_q3_k: MatmulFn; matmul_q4_k: MatmulFn; matmul_q5_k: MatmulFn; matmul_q6_k: MatmulFn;
+  matmul_q2_k_scalar: MatmulFn; matmul_q3_k_scalar: MatmulFn; matmul_q4_k_scalar: MatmulFn;
+  matmul_q5_k_scalar: MatmulFn; matmul_q6_k_scalar: MatmulFn;
 
   quantize_q8_0: RowFn; quantize_q8_0_scalar: RowFn; quantize_q8_1: RowFn; quantize_q8_1_scalar: RowFn;
+  quantize_q8_k: RowFn; quantize_q8_k_scalar: RowFn;
   dequantize_row(type: number, src: number, dst: number, nElems: number): number;
   dequantize_q4_0: RowFn; dequantize_q4_1: RowFn; dequantize_q5_0: RowFn; dequantize_q5_1: RowFn;
   dequantize_q8_0: RowFn; dequantize_f16: RowFn; dequantize_bf16: RowFn;
+  dequantize_q2_k: RowFn; dequantize_q3_k: RowFn; dequantize_q4_k: RowFn; dequantize_q5_k: RowFn; dequantize_q6_k: RowFn;
 
   rmsnorm(x: number, w: number, y: number, dim: number, n: number, eps: number): void;
   rmsnorm_scalar(x: number, w: number, y: number, dim: number, n: number, eps: number): void;
@@ -84,7 +89,9 @@ export interface ArenaStats {
 }
 
 /** ggml tensor type ids understood by the kernels. */
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, BF16: 30 } as const;
+export const GGML_TYPE = {
+  F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q2_K: 10, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, BF16: 30,
+} as const;
 
 /**
  * Jobs of fewer multiply-adds than this run on the calling thread alone: waking the workers and waiting for them
