@@ -22,3 +22,4 @@ export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax,
 } from './ops';
 export { attention, attention_scalar, attention_paged, attention_paged_scalar } from './attention';
+export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';
