@@ -1,6 +1,6 @@
 /**
  * Synthetic models: a tiny random Llama with a minimal SentencePiece vocabulary, written with GGUFWriter.
- * Also the small conversions it needs (f32 -> f16 / bf16, Q8_0 and Q4_0 quantization, as ggml's reference
+ * Also the small conversions it needs (f32 -> f16 / bf16, Q8_0, Q4_0 and Q5_0 quantization, as ggml's reference
  * quantizers do them) and their inverses for tests.
  */
 import { OptionError } from '../errors.js';
@@ -64,7 +64,7 @@ function roundAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
 }
 
-/** Encodes `values` as ggml `type` (F32, F16, BF16, Q8_0 or Q4_0). Block types need a multiple of 32 values. */
+/** Encodes `values` as ggml `type` (F32, F16, BF16, Q8_0, Q4_0 or Q5_0). Block types need a multiple of 32 values. */
 export function quantize(type: number, values: Float32Array): Uint8Array {
   const n = values.length;
   const info = GGML_TYPES.get(type);
@@ -116,12 +116,37 @@ export function quantize(type: number, values: Float32Array): Uint8Array {
         }
       }
       return out;
+    case GGMLType.Q5_0:
+      for (let b = 0; b < n / 32; b++) {
+        const x = values.subarray(b * 32, b * 32 + 32);
+        let amax = 0;
+        let max = 0;
+        for (let j = 0; j < 32; j++) {
+          if (amax < Math.abs(x[j]!)) {
+            amax = Math.abs(x[j]!);
+            max = x[j]!;
+          }
+        }
+        const d = Math.fround(max / -16);
+        const id = d !== 0 ? Math.fround(1 / d) : 0;
+        const o = b * 22;
+        view.setUint16(o, f32ToF16(d), true);
+        let qh = 0;
+        for (let j = 0; j < 16; j++) {
+          const q0 = Math.min(31, Math.trunc(Math.fround(Math.fround(x[j]! * id) + 16.5)));
+          const q1 = Math.min(31, Math.trunc(Math.fround(Math.fround(x[16 + j]! * id) + 16.5)));
+          out[o + 6 + j] = (q0 & 0xf) | ((q1 & 0xf) << 4);
+          qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+        }
+        view.setUint32(o + 2, qh >>> 0, true);
+      }
+      return out;
     default:
-      throw new OptionError('type', `quantizing to ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0)`);
+      throw new OptionError('type', `quantizing to ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0, Q5_0)`);
   }
 }
 
-/** Decodes `n` values of ggml `type` (F32, F16, BF16, Q8_0 or Q4_0). */
+/** Decodes `n` values of ggml `type` (F32, F16, BF16, Q8_0, Q4_0 or Q5_0). */
 export function dequantize(type: number, bytes: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -151,8 +176,19 @@ export function dequantize(type: number, bytes: Uint8Array, n: number): Float32A
         }
       }
       return out;
+    case GGMLType.Q5_0:
+      for (let b = 0; b < n / 32; b++) {
+        const d = f16ToF32(view.getUint16(b * 22, true));
+        const qh = view.getUint32(b * 22 + 2, true);
+        for (let j = 0; j < 16; j++) {
+          const q = bytes[b * 22 + 6 + j]!;
+          out[b * 32 + j] = d * (((q & 0xf) | (((qh >>> j) & 1) << 4)) - 16);
+          out[b * 32 + 16 + j] = d * (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16);
+        }
+      }
+      return out;
     default:
-      throw new OptionError('type', `dequantizing ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0)`);
+      throw new OptionError('type', `dequantizing ${typeName(type)} is not implemented (F32, F16, BF16, Q8_0, Q4_0, Q5_0)`);
   }
 }
 
@@ -208,8 +244,13 @@ export interface TinyLlamaOptions {
   vocab?: number;
   /** PRNG seed (default 1). */
   seed?: number;
-  /** ggml type of the matrices, as an id or a name: F32 (default), F16, BF16, Q8_0, Q4_0. Norms stay F32. */
+  /** ggml type of the matrices, as an id or a name: F32 (default), F16, BF16, Q8_0, Q4_0, Q5_0. Norms stay F32. */
   type?: number | string;
+  /**
+   * Per-matrix type (for mixes like llama.cpp's, e.g. a 256-block type where the row length allows and a fallback
+   * elsewhere): called with the tensor name and its row length and row count; undefined keeps `type`.
+   */
+  matrixType?: (name: string, cols: number, rows: number) => number | string | undefined;
   /** Trained context length written to the metadata (default 256). */
   contextLength?: number;
   /** Omit output.weight so the output projection is tied to token_embd (default false). */
@@ -259,8 +300,8 @@ export function tinySpmVocab(size: number): { tokens: string[]; scores: Float32A
 function resolveType(t: number | string | undefined): number {
   if (t === undefined) return GGMLType.F32;
   const id = typeof t === 'number' ? t : [...GGML_TYPES.values()].find((x) => x.name === t.toUpperCase())?.id;
-  const ok: number[] = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0];
-  if (id === undefined || !ok.includes(id)) throw new OptionError('type', `${String(t)} is not one of F32, F16, BF16, Q8_0, Q4_0`);
+  const ok: number[] = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0];
+  if (id === undefined || !ok.includes(id)) throw new OptionError('type', `${String(t)} is not one of F32, F16, BF16, Q8_0, Q4_0, Q5_0`);
   return id;
 }
 
@@ -301,8 +342,8 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   w.setString('general.architecture', 'llama');
   w.setString('general.name', options.name ?? `tiny-llama-d${dim}-l${layers}`);
   w.setU32('general.alignment', 32);
-  // llama.cpp file types: 0 all F32, 1 mostly F16, 2 Q4_0, 7 Q8_0, 32 BF16.
-  const fileType: Record<number, number> = { [GGMLType.F32]: 0, [GGMLType.F16]: 1, [GGMLType.Q4_0]: 2, [GGMLType.Q8_0]: 7, [GGMLType.BF16]: 32 };
+  // llama.cpp file types: 0 all F32, 1 mostly F16, 2 Q4_0, 7 Q8_0, 8 Q5_0, 32 BF16.
+  const fileType: Record<number, number> = { [GGMLType.F32]: 0, [GGMLType.F16]: 1, [GGMLType.Q4_0]: 2, [GGMLType.Q8_0]: 7, [GGMLType.Q5_0]: 8, [GGMLType.BF16]: 32 };
   w.setU32('general.file_type', fileType[type]!);
   w.setU32('llama.context_length', ctx);
   w.setU32('llama.embedding_length', dim);
@@ -332,7 +373,9 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   };
   const matrix = (name: string, cols: number, rows: number) => {
     const values = gen(name, cols * rows, 1 / Math.sqrt(cols), 0);
-    w.addTensor(name, [cols, rows], type, () => quantize(type, values()));
+    const own = options.matrixType?.(name, cols, rows);
+    const t = own === undefined ? type : resolveType(own);
+    w.addTensor(name, [cols, rows], t, () => quantize(t, values()));
   };
   const vector = (name: string, n: number) => {
     const values = gen(name, n, 0.05, 1);
