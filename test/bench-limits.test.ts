@@ -1,7 +1,8 @@
-// The speed benchmark's pure arithmetic (scripts/bench/speed-limits.ts) against a small shape counted by hand.
+// The speed benchmark's pure helpers (scripts/bench/speed-limits.ts, svg-chart.ts) against a small shape counted by hand.
 import { describe, expect, it } from 'vitest';
 import { decodeCost, decodeRunCost, goalOfNative, nativeTokS, prefillCost, rowBytesOf, tokenLimits } from '../scripts/bench/speed-limits.js';
 import type { CostModel } from '../scripts/bench/speed-limits.js';
+import { barChart } from '../scripts/bench/svg-chart.js';
 
 // dim 64, 1 layer, 4 heads of 16, 2 KV heads (kvDim 32), ffn 128, vocab 300.
 const hp = { dim: 64, nLayers: 1, nHeads: 4, nKVHeads: 2, headDim: 16, ffnDim: 128, nVocab: 300 };
@@ -79,5 +80,20 @@ describe('bytes and operations per token', () => {
     expect(goalOfNative('decode', 1, 'Q4_K')).toBe(0.5);
     expect(goalOfNative('decode', 1, 'F16')).toBeUndefined();
     expect(goalOfNative('prefill', 2, 'Q8_0')).toBe(0.25);
+  });
+});
+
+describe('bar chart', () => {
+  it('draws a bar per defined value, a mark per defined limit, and log ticks at 1-2-5', () => {
+    const svg = barChart({
+      title: 'decode', yLabel: 'tokens/s', categories: ['a', 'b'], logY: true,
+      series: [{ name: 'ours', values: [120, undefined] }, { name: 'ref', values: [163, 900], color: '#636363' }],
+      marks: [{ name: 'limit', values: [250, 2000] }],
+    });
+    expect(svg.match(/<rect x=/g)!.length).toBe(3 + 2); // 3 bars, 2 legend swatches
+    expect(svg.match(/stroke-dasharray/g)!.length).toBe(2 + 1); // 2 marks, 1 legend line
+    expect(svg).toContain('fill="#636363"');
+    for (const t of ['>100<', '>200<', '>500<', '>1000<', '>2000<']) expect(svg).toContain(t);
+    expect(svg).not.toContain('NaN');
   });
 });

@@ -12,10 +12,15 @@
  *    model's shapes, against the measured token time.
  * Tables go to stdout, progress to stderr; JSON and SVG charts to bench-results/ (--docs: the charts also to docs/).
  *
- *   npm run bench                                      quick (a few minutes on 2 cores)
- *   npm run bench -- --full                            more runs, longer prompt, the TinyLlama Q8_0 and 22-layer models
+ *   npm run bench                                      quick: 2 minutes on 2 cores (stories15M shape F32, F16, Q8_0, Q4_0,
+ *                                                      Q4_K mix; TinyLlama shape Q4_0 with 4 of its 22 layers)
+ *   npm run bench -- --full                            5 runs, 256-token prompt, adds TinyLlama 4-layer Q8_0 (~6 minutes)
+ *   npm run bench -- --models tinyllama-q4_0           all 22 TinyLlama layers (~4 minutes a run on 2 cores)
+ *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1 --runs 5 --gen 128 --pp 256
  *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1
- *   npm run bench -- --no-profile --docs
+ *   npm run bench -- --no-profile --docs               skip the profiles; copy the charts to docs/
+ * Other flags: --runs N (timed runs, best kept), --gen N (decoded tokens), --prompt N (prompt before decoding),
+ * --pp N (prompt-processing tokens), --out DIR (default bench-results).
  */
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,7 +47,7 @@ const flag = (name: string) => {
 };
 const full = argv.includes('--full');
 const QUICK_MODELS = 'stories15m-f32,stories15m-f16,stories15m-q8_0,stories15m-q4_0,stories15m-q4_k,tinyllama-4l-q4_0';
-const modelNames = (flag('models') ?? (full ? `${QUICK_MODELS},tinyllama-4l-q8_0,tinyllama-q4_0` : QUICK_MODELS)).split(',');
+const modelNames = (flag('models') ?? (full ? `${QUICK_MODELS},tinyllama-4l-q8_0` : QUICK_MODELS)).split(',');
 const threadList = (flag('threads') ?? '1,2').split(',').map(Number);
 const runs = Number(flag('runs') ?? (full ? 5 : 3));
 const genTokens = Number(flag('gen') ?? 128);
@@ -56,6 +61,9 @@ const MiB = 1 << 20;
 
 for (const n of modelNames) if (!SHAPES[n]) throw new Error(`unknown model ${n} (known: ${Object.keys(SHAPES).join(', ')})`);
 for (const t of threadList) if (!Number.isInteger(t) || t < 1) throw new Error(`--threads: ${t} is not a positive integer`);
+for (const [k, v] of Object.entries({ runs, gen: genTokens, prompt: promptLen, pp: ppTokens })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k}: ${v} is not a positive integer`);
+}
 
 const start = performance.now();
 const err = (s: string) => process.stderr.write(`[${((performance.now() - start) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
@@ -251,7 +259,8 @@ console.log(`machine, 1 thread: read ${machine.readGBs.toFixed(1)} GB/s (${machi
   `f32 ${machine.f32Gflops.toFixed(1)} GFLOP/s, i16 dot ${machine.dotGops.toFixed(1)} GOP/s`);
 console.log(`read GB/s by working set: ${curve}`);
 if (threadList.some((t) => t > 1)) console.log('limits at 2+ threads are estimates (*): compute t x the 1-thread peaks, bandwidth the 1-thread figure, until the worker pool runs the probes');
-console.log(`decode: ${genTokens} tokens after a ${promptLen}-token prompt; prompt: ${ppTokens} tokens in chunks of ${BATCH}; best of ${runs} runs after a warm-up`);
+const policies = [...new Set(rows.map((r) => r.kvPolicy).filter(Boolean))].join(', ');
+console.log(`decode: ${genTokens} tokens after a ${promptLen}-token prompt; prompt: ${ppTokens} tokens in chunks of ${BATCH}; best of ${runs} runs after a warm-up; KV cache ${policies || '-'}`);
 console.log('');
 
 const thr = (r: Row) => (r.effectiveThreads === undefined || r.effectiveThreads === r.threads ? `${r.threads}` : `${r.threads}(${r.effectiveThreads})`);
@@ -270,9 +279,12 @@ for (const phase of ['decode', 'prefill'] as const) {
   printTable(head, body);
   console.log('');
 }
-console.log('MB/tok: bytes read per token (weights once, embedding row, KV rows; prompt: weights amortised over a chunk). GB/s: MB/tok x tok/s.');
+console.log('thr: threads asked for, and in parentheses the threads loadModel reports using when they differ.');
+console.log('MB/tok: bytes read per token: weights once, embedding row, KV rows (prompt: layer weights once per chunk, the output projection');
+console.log('  once per prompt, for the last token\'s logits). MOP/tok: 2 per weight (f32 or integer by weight type) plus attention. GB/s: MB/tok x tok/s.');
 console.log('mem max: read bandwidth of memory / MB/tok. ws max: read bandwidth over a buffer of MB/tok (cache-resident working sets read faster).');
-console.log('compute max: 1 / (f32 ops / f32 peak + int ops / i16-dot peak). of roof: tok/s / min(ws max, compute max).');
+console.log('compute max: 1 / (f32 ops / f32 peak + int ops / i16-dot peak), the peaks of wasm SIMD (128-bit, no FMA) on this core: native');
+console.log('  AVX2 code has wider vectors and FMA and can pass it (llama.cpp\'s F32 prompt figure does). of roof: tok/s / min(ws max, compute max).');
 console.log('');
 
 // Thread scaling (goal: 2 threads >= 1.6x 1 thread).
@@ -322,13 +334,18 @@ const shown = modelNames.filter((n) => rows.some((r) => r.model === n && r.decod
 const charts: Array<[string, Phase, string]> = [['bench-speed.svg', 'decode', 'decode tokens/s'], ['bench-speed-prefill.svg', 'prefill', `prompt processing tokens/s (${ppTokens} tokens)`]];
 for (const [file, phase, title] of charts) {
   const val = (n: string, t: number) => rows.find((r) => r.model === n && r.threads === t)?.[phase]?.tokS;
-  const series = threadList.map((t) => ({ name: `bmc-llm, ${t} thread${t > 1 ? 's' : ''}`, values: shown.map((n) => val(n, t)) }));
+  const ours = ['#1f77b4', '#6baed6', '#9ecae1'];
+  const ref = ['#636363', '#bdbdbd'];
+  const series = threadList.map((t, i) => ({ name: `bmc-llm, ${t} thread${t > 1 ? 's' : ''}`, values: shown.map((n) => val(n, t)), color: ours[i] }));
   for (const t of [1, 2]) {
     const v = shown.map((n) => nativeTokS(n.split('-')[0]!, phase, t, n.split('-').pop()!.toUpperCase()));
-    if (v.some((a) => a !== undefined)) series.push({ name: `llama.cpp, ${t} thread${t > 1 ? 's' : ''}`, values: v });
+    if (v.some((a) => a !== undefined)) series.push({ name: `llama.cpp, ${t} thread${t > 1 ? 's' : ''}`, values: v, color: ref[t - 1] });
   }
   const roof = shown.map((n) => rows.find((r) => r.model === n && r.threads === 1)?.[phase]?.workingSet.tokS);
-  const svg = barChart({ title: `${title} by model (synthetic weights)`, yLabel: 'tokens/s', categories: shown, series, marks: [{ name: 'limit, 1 thread', values: roof }], logY: true });
+  const svg = barChart({
+    title: `${title} by model (synthetic weights)`, yLabel: 'tokens/s', categories: shown, series,
+    marks: [{ name: 'limit, 1 thread', values: roof, color: '#d62728' }], logY: true,
+  });
   writeFileSync(join(outDir, file), svg);
   if (toDocs) copyFileSync(join(outDir, file), join('docs', file));
 }

@@ -54,10 +54,11 @@ export function lineChart(opts: { title: string; xLabel: string; yLabel: string;
  */
 export function barChart(opts: {
   title: string; yLabel: string; categories: string[];
-  series: Array<{ name: string; values: Array<number | undefined> }>;
-  marks?: Array<{ name: string; values: Array<number | undefined> }>;
+  series: Array<{ name: string; values: Array<number | undefined>; color?: string }>;
+  marks?: Array<{ name: string; values: Array<number | undefined>; color?: string }>;
   logY?: boolean;
 }): string {
+  const color = (s: { color?: string }, i: number) => s.color ?? COLORS[i % COLORS.length]!;
   const W = Math.max(760, 120 + opts.categories.length * (30 + 16 * opts.series.length)), H = 460, L = 70, R = 200, T = 40, B = 90;
   const all = [...opts.series, ...(opts.marks ?? [])].flatMap((s) => s.values).filter((v): v is number => v !== undefined && Number.isFinite(v) && v > 0);
   const vMax = Math.max(1, ...all) * 1.08;
@@ -85,21 +86,21 @@ export function barChart(opts: {
       const v = s.values[ci];
       if (v === undefined || !Number.isFinite(v) || v <= 0) return;
       const y = py(v);
-      parts.push(`<rect x="${(gx + si * bw).toFixed(1)}" y="${y.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(H - B - y).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name}: ${v.toFixed(1)}`)}</title></rect>`);
+      parts.push(`<rect x="${(gx + si * bw).toFixed(1)}" y="${y.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(H - B - y).toFixed(1)}" fill="${color(s, si)}"><title>${esc(`${s.name}: ${v.toFixed(1)}`)}</title></rect>`);
     });
     (opts.marks ?? []).forEach((m, mi) => {
       const v = m.values[ci];
       if (v === undefined || !Number.isFinite(v) || v <= 0) return;
       const y = py(Math.min(v, vMax));
-      parts.push(`<line x1="${gx - 3}" x2="${gx + gw - 13}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="${COLORS[(opts.series.length + mi) % COLORS.length]}" stroke-width="2" stroke-dasharray="5 3"/>`);
+      parts.push(`<line x1="${gx - 3}" x2="${gx + gw - 13}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="${color(m, opts.series.length + mi)}" stroke-width="2" stroke-dasharray="5 3"/>`);
     });
     parts.push(`<text transform="translate(${(gx + (gw - 16) / 2).toFixed(1)} ${H - B + 14}) rotate(30)" text-anchor="start">${esc(c)}</text>`);
   });
   parts.push(`<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`);
   parts.push(`<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(opts.yLabel)}${opts.logY ? ' (log scale)' : ''}</text>`);
-  const legend = [...opts.series.map((s) => ({ name: s.name, mark: false })), ...(opts.marks ?? []).map((m) => ({ name: m.name, mark: true }))];
+  const legend = [...opts.series.map((s) => ({ ...s, mark: false })), ...(opts.marks ?? []).map((m) => ({ ...m, mark: true }))];
   legend.forEach((e, i) => {
-    const c = COLORS[i % COLORS.length];
+    const c = color(e, i);
     const y = T + 10 + i * 20;
     parts.push(e.mark
       ? `<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${y}" y2="${y}" stroke="${c}" stroke-width="2" stroke-dasharray="5 3"/>`
