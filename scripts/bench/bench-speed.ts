@@ -14,7 +14,7 @@
  *
  *   npm run bench                                      quick: 2 minutes on 2 cores (stories15M shape F32, F16, Q8_0, Q4_0,
  *                                                      Q4_K mix; TinyLlama shape Q4_0 with 4 of its 22 layers)
- *   npm run bench -- --full                            5 runs, 256-token prompt, adds TinyLlama 4-layer Q8_0 (~6 minutes)
+ *   npm run bench -- --full                            5 runs, 256-token prompt, adds TinyLlama 4-layer Q8_0 and Q4_K
  *   npm run bench -- --models tinyllama-q4_0           all 22 TinyLlama layers (~4 minutes a run on 2 cores)
  *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1 --runs 5 --gen 128 --pp 256
  *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1
@@ -47,7 +47,7 @@ const flag = (name: string) => {
 };
 const full = argv.includes('--full');
 const QUICK_MODELS = 'stories15m-f32,stories15m-f16,stories15m-q8_0,stories15m-q4_0,stories15m-q4_k,tinyllama-4l-q4_0';
-const modelNames = (flag('models') ?? (full ? `${QUICK_MODELS},tinyllama-4l-q8_0` : QUICK_MODELS)).split(',');
+const modelNames = (flag('models') ?? (full ? `${QUICK_MODELS},tinyllama-4l-q8_0,tinyllama-4l-q4_k` : QUICK_MODELS)).split(',');
 const threadList = (flag('threads') ?? '1,2').split(',').map(Number);
 const runs = Number(flag('runs') ?? (full ? 5 : 3));
 const genTokens = Number(flag('gen') ?? 128);

@@ -30,6 +30,8 @@ export const SHAPES: Record<string, TinyLlamaOptions & { note: string }> = {
   // TinyLlama-1.1B: dim 2048, 32 heads / 4 KV heads, ffn 5632, vocab 32000; 4 of its 22 layers so that it runs in minutes.
   'tinyllama-4l-q8_0': { ...TINYLLAMA, layers: 4, type: 'Q8_0', note: 'TinyLlama-1.1B shape, 4 layers' },
   'tinyllama-4l-q4_0': { ...TINYLLAMA, layers: 4, type: 'Q4_0', note: 'TinyLlama-1.1B shape, 4 layers' },
+  // Every TinyLlama row length is a multiple of 256, so this one is Q4_K throughout.
+  'tinyllama-4l-q4_k': { ...TINYLLAMA, layers: 4, type: 'Q4_K', note: 'TinyLlama-1.1B shape, 4 layers' },
   'tinyllama-q4_0': { ...TINYLLAMA, layers: 22, type: 'Q4_0', note: 'TinyLlama-1.1B shape, all 22 layers' },
 };
 
