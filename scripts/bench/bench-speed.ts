@@ -15,6 +15,7 @@
  *   npm run bench                                      quick: 2 minutes on 2 cores (stories15M shape F32, F16, Q8_0, Q4_0,
  *                                                      Q4_K mix; TinyLlama shape Q4_0 with 4 of its 22 layers)
  *   npm run bench -- --full                            5 runs, 256-token prompt, adds TinyLlama 4-layer Q8_0 and Q4_K
+ *                                                      (~8 minutes with the models to write)
  *   npm run bench -- --models tinyllama-q4_0           all 22 TinyLlama layers (~4 minutes a run on 2 cores)
  *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1 --runs 5 --gen 128 --pp 256
  *   npm run bench -- --models stories15m-q4_0,tinyllama-4l-q4_0 --threads 1
