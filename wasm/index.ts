@@ -32,3 +32,4 @@ export {
   attention, attention_scalar, attention_paged, attention_paged_scalar, attention_range, attention_paged_range,
 } from './attention';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';
+export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';

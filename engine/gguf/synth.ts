@@ -498,6 +498,11 @@ export interface TinyLlamaOptions {
    * back to another type as llama-quantize does (see matrixType).
    */
   type?: number | string;
+  /**
+   * Per-matrix type override (e.g. llama.cpp's Q4_K_M mixes: Q4_K where rows allow, another type elsewhere): called
+   * with the tensor name, its row length and row count; undefined keeps `type` (with its row-length fallback).
+   */
+  matrixType?: (name: string, cols: number, rows: number) => number | string | undefined;
   /** Trained context length written to the metadata (default 256). */
   contextLength?: number;
   /** Omit output.weight so the output projection is tied to token_embd (default false). */
@@ -637,7 +642,8 @@ export function tinyLlamaWriter(options: TinyLlamaOptions = {}): GGUFWriter {
   };
   const matrix = (name: string, cols: number, rows: number) => {
     const values = gen(name, cols * rows, 1 / Math.sqrt(cols), 0);
-    const t = matrixType(type, cols);
+    const own = options.matrixType?.(name, cols, rows);
+    const t = own === undefined ? matrixType(type, cols) : resolveType(own);
     w.addTensor(name, [cols, rows], t, () => quantize(t, values()));
   };
   const vector = (name: string, n: number) => {

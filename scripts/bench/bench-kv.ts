@@ -18,7 +18,7 @@ import type { CostConstants, ModelShape } from '../../engine/kv/analytical.js';
 import { Kernels } from '../../engine/runtime/kernels.js';
 import { measureBaseStepNs } from '../../engine/kv/measure-base.js';
 import { lineChart } from './svg-chart.js';
-import { SHAPES, ensureModel } from './synth-models.js';
+import { ensureModel } from './synth-models.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => {
@@ -26,7 +26,7 @@ const flag = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const full = argv.includes('--full');
-const shapes = (flag('shapes') ?? (full ? Object.keys(SHAPES).join(',') : 'stories15m-f32')).split(',');
+const shapes = (flag('shapes') ?? (full ? 'stories15m-f32,tinyllama-4l-q8_0' : 'stories15m-f32')).split(',');
 const lengths = (flag('lengths') ?? (full ? '256,1024,2048,4096' : '256,1024,2048')).split(',').map(Number).sort((a, b) => a - b);
 const policyNames = (flag('policies') ?? 'concat,static,bmc:16,bmc:64,bmc:256,paged:16,auto').split(',');
 const promptLen = Number(flag('prompt') ?? 32);
