@@ -3,20 +3,47 @@
 //
 // Per block: sumi = Σ qw*qx exactly in i32, then acc += (dw*dx)*f32(sumi)  (+ mw*sx for the _1 types).
 // The SIMD kernels and their scalar twins perform exactly these float operations in the same order, so they
-// agree bit for bit. SIMD: weight quants are unpacked to i8x16 (elements 0..15 and 16..31), widened to i16
-// and multiplied with i32x4.dot_i16x8_s; four blocks' partial sums are reduced together into one i32x4.
+// agree bit for bit. SIMD: quants widened to i16 (load8x8), multiplied and pair-added with i32x4.dot_i16x8_s.
+// Four dot products' i32 partial sums are reduced together (a 4x4 transpose-add) into one i32x4.
 //
-// Tiling as in matmul_float: weight rows in blocks of ROW_BLOCK, each unpacked weight block feeds 4 activation
-// rows (prefill); leftover activation rows (decode) use 4 weight rows against one activation block.
+// Tiles: decode (activation rows left over from the prefill tiles, n % 4) runs 4 weight rows against one
+// activation row; prefill runs 2 weight rows against 4 activation rows, over blocks of ROW_BLOCK weight rows, so each
+// unpacked weight block is used 4 times and each activation block twice.
 
-import { f16_to_f32, f16x4_gather } from './f16';
 import { T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0, T_Q8_1, blockBytes, hasMin, blockQ } from './quant_blocks';
+import { f16_to_f32 } from './f16';
 
 const ROW_BLOCK: i32 = 16;
 
 /** Activation block bytes and quant offset for a weight type. */
 @inline function actBytes(ty: i32): usize { return hasMin(ty) ? 36 : 34; }
 @inline function actQs(ty: i32): usize { return hasMin(ty) ? 4 : 2; }
+/** Offset of the 16 nibble bytes in a 4/5-bit weight block. */
+@inline function qsOff(ty: i32): usize { return ty == T_Q4_0 ? 2 : ty == T_Q4_1 ? 4 : ty == T_Q5_0 ? 6 : 8; }
+/** What the format subtracts from the unsigned quant: q4_0 8, q5_0 16, others 0. */
+@inline function qOffset(ty: i32): i32 { return ty == T_Q4_0 ? 8 : ty == T_Q5_0 ? 16 : 0; }
+
+// ---- block scales (halves). Finite scales assumed (README): no inf/NaN special case. ----
+
+const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
+
+/** f32x4 from halves in the high 16 bits of each i32 lane (low bits ignored): an arithmetic shift by 3 puts the
+ *  sign at bit 31 and exponent+mantissa at bits 27..13; mask the rest, rescale by 2^112 (exact, subnormals too). */
+@inline function f16High(h: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(h, 3), i32x4.splat(0x8fffe000)), f32x4.splat(F16_REBIAS));
+}
+/** The half at p in all four lanes. */
+@inline function f16Splat(p: usize): v128 { return f16High(v128.load16_splat(p)); }
+/** Halves at 4 addresses -> f32x4 (scales of 4 blocks). */
+@inline function f16Gather(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let h = v128.load16_splat(p0);
+  h = v128.load16_lane(p1, h, 3);
+  h = v128.load16_lane(p2, h, 5);
+  h = v128.load16_lane(p3, h, 7);
+  return f16High(h);
+}
+
+// ---- weight quants ----
 
 /** 0x10 in byte lane k where bit k (+16 when `upper`) of the u32 at p is set: the q5 fifth bits. */
 @inline function q5HighBits(p: usize, upper: bool): v128 {
@@ -29,21 +56,30 @@ const ROW_BLOCK: i32 = 16;
   return v128.and(set, i8x16.splat(0x10));
 }
 
-/** Quants of elements 0..15 (upper = false) or 16..31 (upper = true) of the weight block at p, as i8x16. */
-@inline function weightQ(ty: i32, p: usize, upper: bool): v128 {
-  if (ty == T_Q8_0) return v128.load(p + (upper ? 18 : 2));
-  const qsOff: usize = ty == T_Q4_0 ? 2 : ty == T_Q4_1 ? 4 : ty == T_Q5_0 ? 6 : 8;
-  const qs = v128.load(p + qsOff);
-  let q = upper ? i8x16.shr_u(qs, 4) : v128.and(qs, i8x16.splat(0x0f));
+/** Unsigned quants (offset not applied) of elements 0..15 (upper = false) or 16..31 of a 4/5-bit block, as u8x16. */
+@inline function wU8(ty: i32, p: usize, upper: bool): v128 {
+  const qs = v128.load(p + qsOff(ty));
+  // High nibbles: a 16-bit shift and a mask (an i8x16 shift has no x86 instruction of its own).
+  let q = v128.and(upper ? i16x8.shr_u(qs, 4) : qs, i8x16.splat(0x0f));
   if (ty == T_Q5_0) q = v128.or(q, q5HighBits(p + 2, upper));
   if (ty == T_Q5_1) q = v128.or(q, q5HighBits(p + 4, upper));
-  if (ty == T_Q4_0) q = i8x16.sub(q, i8x16.splat(8));
-  if (ty == T_Q5_0) q = i8x16.sub(q, i8x16.splat(16));
   return q;
 }
 
-@inline function lo16(v: v128): v128 { return i16x8.extend_low_i8x16_s(v); }
-@inline function hi16(v: v128): v128 { return i16x8.extend_high_i8x16_s(v); }
+/** Quants of elements 8k..8k+7 (k = 0..3) of the weight block at p as i16x8, minus `off`. For the q5 types `u` is
+ *  wU8(ty, p, k >= 2) (computed once for two k); the others read the block directly. */
+@inline function wI16(ty: i32, p: usize, k: i32, u: v128, off: i32): v128 {
+  if (ty == T_Q8_0) return v128.load8x8_s(p + 2 + (<usize>k << 3));
+  let q: v128;
+  if (ty == T_Q4_0 || ty == T_Q4_1) {
+    const b = v128.load8x8_u(p + qsOff(ty) + (<usize>(k & 1) << 3)); // bytes zero-extended: both nibbles intact
+    q = k < 2 ? v128.and(b, i16x8.splat(0x0f)) : i16x8.shr_u(b, 4);
+  } else {
+    q = (k & 1) != 0 ? i16x8.extend_high_i8x16_u(u) : i16x8.extend_low_i8x16_u(u);
+  }
+  if (off != 0) q = i16x8.sub(q, i16x8.splat(<i16>off));
+  return q;
+}
 
 /** Partial sums (i32x4) of the 32 products a·b, both given as four i16x8 (elements 0-7, 8-15, 16-23, 24-31). */
 @inline function dot32(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
@@ -51,18 +87,14 @@ const ROW_BLOCK: i32 = 16;
   return i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(a2, b2), i32x4.dot_i16x8_s(a3, b3)));
 }
 
-/** Widened weights against the 32 i8 activation quants at p. */
-@inline function dotWithActs(w0: v128, w1: v128, w2: v128, w3: v128, p: usize): v128 {
-  const xl = v128.load(p);
-  const xh = v128.load(p, 16);
-  return dot32(w0, w1, w2, w3, lo16(xl), hi16(xl), lo16(xh), hi16(xh));
-}
-
-/** The weight block at p against widened activations. */
-@inline function dotWithWeights(ty: i32, p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const wl = weightQ(ty, p, false);
-  const wh = weightQ(ty, p, true);
-  return dot32(lo16(wl), hi16(wl), lo16(wh), hi16(wh), x0, x1, x2, x3);
+/** Decode: i32x4 partial sums of Σ (q - offset)·x for the weight block at p against widened
+ *  activations; the offset enters through c = partial sums of offset * Σx (once per activation block). */
+@inline function pPair(ty: i32, p: usize, a0: v128, a1: v128, a2: v128, a3: v128, c: v128): v128 {
+  const q5 = ty == T_Q5_0 || ty == T_Q5_1;
+  const ul = q5 ? wU8(ty, p, false) : i16x8.splat(0);
+  const uh = q5 ? wU8(ty, p, true) : i16x8.splat(0);
+  const s = dot32(wI16(ty, p, 0, ul, 0), wI16(ty, p, 1, ul, 0), wI16(ty, p, 2, uh, 0), wI16(ty, p, 3, uh, 0), a0, a1, a2, a3);
+  return qOffset(ty) != 0 ? i32x4.sub(s, c) : s;
 }
 
 /** [Σ s0, Σ s1, Σ s2, Σ s3]: horizontal sums of four i32x4 (a 4x4 transpose-add). */
@@ -72,41 +104,63 @@ const ROW_BLOCK: i32 = 16;
   return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
 }
 
-/** One weight row against activation rows t..t+3; writes Y[t..t+3][r]. */
-@inline function tileW1X4(ty: i32, wr: usize, x: usize, xs: usize, t: i32, nb: i32, y: usize, ldy: i32, r: i32): void {
+/** Widened activation quants of elements 8k..8k+7 of the activation block at p (quants at p). */
+@inline function xI16(p: usize, k: i32): v128 { return v128.load8x8_s(p + (<usize>k << 3)); }
+
+@inline function store4(yp: usize, yl: usize, v: v128): void {
+  store<f32>(yp, f32x4.extract_lane(v, 0));
+  store<f32>(yp + yl, f32x4.extract_lane(v, 1));
+  store<f32>(yp + 2 * yl, f32x4.extract_lane(v, 2));
+  store<f32>(yp + 3 * yl, f32x4.extract_lane(v, 3));
+}
+
+/** Weight rows r, r+1 (cnt = 1: row r only; the second aliases it and is not stored) against activation rows
+ *  t..t+3; the activation blocks are loaded and widened once for both weight rows. */
+@inline function tileW2X4(ty: i32, wr: usize, ws: usize, cnt: i32, x: usize, xs: usize, t: i32, nb: i32, y: usize, ldy: i32, r: i32): void {
   const wbs = blockBytes(ty);
   const xbs = actBytes(ty);
   const qo = actQs(ty);
-  const x0 = x + <usize>t * xs;
-  const x1 = x0 + xs;
-  const x2 = x1 + xs;
-  const x3 = x2 + xs;
-  let acc = f32x4.splat(0);
+  const off = qOffset(ty);
+  const q5 = ty == T_Q5_0 || ty == T_Q5_1;
+  let wa = wr;
+  let wc = wr + (cnt > 1 ? ws : 0);
+  let x0 = x + <usize>t * xs;
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const wb = wr + <usize>b * wbs;
-    const o = <usize>b * xbs;
-    const wl = weightQ(ty, wb, false); // unpacked and widened once, used for 4 activation rows
-    const wh = weightQ(ty, wb, true);
-    const w0 = lo16(wl), w1 = hi16(wl), w2 = lo16(wh), w3 = hi16(wh);
-    const sumi = reduce4(
-      dotWithActs(w0, w1, w2, w3, x0 + o + qo),
-      dotWithActs(w0, w1, w2, w3, x1 + o + qo),
-      dotWithActs(w0, w1, w2, w3, x2 + o + qo),
-      dotWithActs(w0, w1, w2, w3, x3 + o + qo));
-    const scale = f32x4.mul(f32x4.splat(f16_to_f32(load<u16>(wb))), f16x4_gather(x0 + o, x1 + o, x2 + o, x3 + o));
-    let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
+    const x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs;
+    const ua = q5 ? wU8(ty, wa, false) : i16x8.splat(0), va = q5 ? wU8(ty, wa, true) : i16x8.splat(0);
+    const uc = q5 ? wU8(ty, wc, false) : i16x8.splat(0), vc = q5 ? wU8(ty, wc, true) : i16x8.splat(0);
+    const p0 = wI16(ty, wa, 0, ua, off), p1 = wI16(ty, wa, 1, ua, off), p2 = wI16(ty, wa, 2, va, off), p3 = wI16(ty, wa, 3, va, off);
+    const q0 = wI16(ty, wc, 0, uc, off), q1 = wI16(ty, wc, 1, uc, off), q2 = wI16(ty, wc, 2, vc, off), q3 = wI16(ty, wc, 3, vc, off);
+    let e0 = xI16(x0 + qo, 0), e1 = xI16(x0 + qo, 1), e2 = xI16(x0 + qo, 2), e3 = xI16(x0 + qo, 3);
+    const a0 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c0 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+    e0 = xI16(x1 + qo, 0); e1 = xI16(x1 + qo, 1); e2 = xI16(x1 + qo, 2); e3 = xI16(x1 + qo, 3);
+    const a1 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c1 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+    e0 = xI16(x2 + qo, 0); e1 = xI16(x2 + qo, 1); e2 = xI16(x2 + qo, 2); e3 = xI16(x2 + qo, 3);
+    const a2 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c2 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+    e0 = xI16(x3 + qo, 0); e1 = xI16(x3 + qo, 1); e2 = xI16(x3 + qo, 2); e3 = xI16(x3 + qo, 3);
+    const a3 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c3 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+    const sumi0 = reduce4(a0, a1, a2, a3);
+    const sumi1 = reduce4(c0, c1, c2, c3);
+    const dx = f16Gather(x0, x1, x2, x3);
+    let term0 = f32x4.mul(f32x4.mul(f16Splat(wa), dx), f32x4.convert_i32x4_s(sumi0));
+    let term1 = f32x4.mul(f32x4.mul(f16Splat(wc), dx), f32x4.convert_i32x4_s(sumi1));
     if (hasMin(ty)) {
-      const sx = f16x4_gather(x0 + o + 2, x1 + o + 2, x2 + o + 2, x3 + o + 2);
-      term = f32x4.add(term, f32x4.mul(f32x4.splat(f16_to_f32(load<u16>(wb, 2))), sx));
+      const sx = f16Gather(x0 + 2, x1 + 2, x2 + 2, x3 + 2);
+      term0 = f32x4.add(term0, f32x4.mul(f16Splat(wa + 2), sx));
+      term1 = f32x4.add(term1, f32x4.mul(f16Splat(wc + 2), sx));
     }
-    acc = f32x4.add(acc, term);
+    acc0 = f32x4.add(acc0, term0);
+    acc1 = f32x4.add(acc1, term1);
+    wa += wbs;
+    wc += wbs;
+    x0 += xbs;
   }
-  const yp = y + ((<usize>t * ldy + r) << 2);
   const yl = <usize>ldy << 2;
-  store<f32>(yp, f32x4.extract_lane(acc, 0));
-  store<f32>(yp + yl, f32x4.extract_lane(acc, 1));
-  store<f32>(yp + 2 * yl, f32x4.extract_lane(acc, 2));
-  store<f32>(yp + 3 * yl, f32x4.extract_lane(acc, 3));
+  const yp = y + ((<usize>t * ldy + r) << 2);
+  store4(yp, yl, acc0);
+  if (cnt > 1) store4(yp + 4, yl, acc1);
 }
 
 /** 4 weight rows r..r+3 (rows past cnt alias row r and are not stored) against one activation row. */
@@ -114,29 +168,26 @@ const ROW_BLOCK: i32 = 16;
   const wbs = blockBytes(ty);
   const xbs = actBytes(ty);
   const qo = actQs(ty);
-  const w0 = w + <usize>r * ws;
-  const w1 = w0 + (cnt > 1 ? ws : 0);
-  const w2 = w0 + (cnt > 2 ? 2 * ws : 0);
-  const w3 = w0 + (cnt > 3 ? 3 * ws : 0);
+  let w0 = w + <usize>r * ws;
+  let w1 = w0 + (cnt > 1 ? ws : 0);
+  let w2 = w0 + (cnt > 2 ? 2 * ws : 0);
+  let w3 = w0 + (cnt > 3 ? 3 * ws : 0);
+  let xb = xr;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const xb = xr + <usize>b * xbs;
-    const o = <usize>b * wbs;
-    const xl = v128.load(xb + qo); // widened once, used for 4 weight rows
-    const xh = v128.load(xb + qo + 16);
-    const a0 = lo16(xl), a1 = hi16(xl), a2 = lo16(xh), a3 = hi16(xh);
-    const sumi = reduce4(
-      dotWithWeights(ty, w0 + o, a0, a1, a2, a3),
-      dotWithWeights(ty, w1 + o, a0, a1, a2, a3),
-      dotWithWeights(ty, w2 + o, a0, a1, a2, a3),
-      dotWithWeights(ty, w3 + o, a0, a1, a2, a3));
-    const scale = f32x4.mul(f16x4_gather(w0 + o, w1 + o, w2 + o, w3 + o), f32x4.splat(f16_to_f32(load<u16>(xb))));
-    let term = f32x4.mul(scale, f32x4.convert_i32x4_s(sumi));
-    if (hasMin(ty)) {
-      const mw = f16x4_gather(w0 + o + 2, w1 + o + 2, w2 + o + 2, w3 + o + 2);
-      term = f32x4.add(term, f32x4.mul(mw, f32x4.splat(f16_to_f32(load<u16>(xb, 2)))));
-    }
+    const a0 = xI16(xb + qo, 0), a1 = xI16(xb + qo, 1), a2 = xI16(xb + qo, 2), a3 = xI16(xb + qo, 3); // widened once
+    const off = qOffset(ty);
+    const c = off != 0 ? i32x4.dot_i16x8_s(i16x8.add(i16x8.add(a0, a1), i16x8.add(a2, a3)), i16x8.splat(<i16>off)) : i32x4.splat(0);
+    const sumi = reduce4(pPair(ty, w0, a0, a1, a2, a3, c), pPair(ty, w1, a0, a1, a2, a3, c),
+      pPair(ty, w2, a0, a1, a2, a3, c), pPair(ty, w3, a0, a1, a2, a3, c));
+    let term = f32x4.mul(f32x4.mul(f16Gather(w0, w1, w2, w3), f16Splat(xb)), f32x4.convert_i32x4_s(sumi));
+    if (hasMin(ty)) term = f32x4.add(term, f32x4.mul(f16Gather(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f16Splat(xb + 2)));
     acc = f32x4.add(acc, term);
+    w0 += wbs;
+    w1 += wbs;
+    w2 += wbs;
+    w3 += wbs;
+    xb += xbs;
   }
   const yr = yp + (<usize>r << 2);
   store<f32>(yr, f32x4.extract_lane(acc, 0));
@@ -154,7 +205,7 @@ const ROW_BLOCK: i32 = 16;
     for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
       const re = min(rb + ROW_BLOCK, r1);
       for (let t = 0; t < n4; t += 4) {
-        for (let r = rb; r < re; r++) tileW1X4(ty, w + <usize>r * ws, x, xs, t, nb, y, ldy, r);
+        for (let r = rb; r < re; r += 2) tileW2X4(ty, w + <usize>r * ws, ws, min(2, re - r), x, xs, t, nb, y, ldy, r);
       }
     }
   }
