@@ -3,15 +3,24 @@
 //
 // Per block: sumi = Σ qw*qx exactly in i32, then acc += (dw*dx)*f32(sumi)  (+ mw*sx for the _1 types).
 // The SIMD kernels and their scalar twins perform exactly these float operations in the same order, so they
-// agree bit for bit. SIMD: quants widened to i16 (load8x8), multiplied and pair-added with i32x4.dot_i16x8_s.
-// Four dot products' i32 partial sums are reduced together (a 4x4 transpose-add) into one i32x4.
+// agree bit for bit; only the way the exact integer sum is formed differs:
+//  - plain SIMD: quants widened to i16 (load8x8), multiplied and pair-added with i32x4.dot_i16x8_s;
+//  - relaxed SIMD (the second build, ASC_FEATURE_RELAXED_SIMD): for the 4- and 5-bit types, the unsigned quants
+//    (0..15 / 0..31, valid i7 operands, so the result is deterministic) times the activation quants with
+//    i16x8.relaxed_dot_i8x16_i7x16_s; the offset (-8 / -16) enters as offset * Σ qx, the exact block sum of the
+//    activation quants (computed once per activation block and tile). Partial sums stay within i16 (|Σ of 4
+//    products| <= 4*31*128 < 2^14, so a first reduction level adds pairs of lanes in i16), then widen to i32.
+// Four dot products' partial sums are reduced together (a 4x4 transpose-add) into one i32x4.
 //
 // Tiles: decode (activation rows left over from the prefill tiles, n % 4) runs 4 weight rows against one
 // activation row; prefill runs 2 weight rows against 4 activation rows, over blocks of ROW_BLOCK weight rows, so each
-// unpacked weight block is used 4 times and each activation block twice.
+// unpacked weight block is used 4 times and each activation block (with its offset sum) twice.
 
 import { T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0, T_Q8_1, blockBytes, hasMin, blockQ } from './quant_blocks';
 import { f16_to_f32 } from './f16';
+
+/** True in the relaxed-SIMD build (scripts/build.mjs builds the module with and without relaxed-simd). */
+const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
 
 const ROW_BLOCK: i32 = 16;
 
@@ -22,6 +31,8 @@ const ROW_BLOCK: i32 = 16;
 @inline function qsOff(ty: i32): usize { return ty == T_Q4_0 ? 2 : ty == T_Q4_1 ? 4 : ty == T_Q5_0 ? 6 : 8; }
 /** What the format subtracts from the unsigned quant: q4_0 8, q5_0 16, others 0. */
 @inline function qOffset(ty: i32): i32 { return ty == T_Q4_0 ? 8 : ty == T_Q5_0 ? 16 : 0; }
+/** Whether this build forms the type's integer sums with the relaxed dot (q8_0 weights are signed: plain path). */
+@inline function relaxedDot(ty: i32): bool { return RELAXED && ty != T_Q8_0; }
 
 // ---- block scales (halves). Finite scales assumed (README): no inf/NaN special case. ----
 
@@ -87,7 +98,28 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   return i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(a2, b2), i32x4.dot_i16x8_s(a3, b3)));
 }
 
-/** Decode: i32x4 partial sums of Σ (q - offset)·x for the weight block at p against widened
+/** Relaxed build: i16x8 partial sums of Σ u·x over a block; u unsigned (i7) quants, x signed activation quants. */
+@inline function rdot(xl: v128, xh: v128, ul: v128, uh: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, ul), i16x8.relaxed_dot_i8x16_i7x16_s(xh, uh));
+  } else {
+    return unreachable(); // the plain build never takes the relaxed path (relaxedDot is false there)
+  }
+}
+
+/** Relaxed build: i16x8 partial sums of offset * Σx for the activation block (xl, xh); zero without an offset. */
+@inline function rOffsetSum(ty: i32, xl: v128, xh: v128): v128 {
+  const off = qOffset(ty);
+  return off != 0 ? rdot(xl, xh, i8x16.splat(<i8>off), i8x16.splat(<i8>off)) : i16x8.splat(0);
+}
+
+/** Relaxed build: i16x8 partial sums of Σ (u - offset)·x for the weight block at p (|lane| <= 4*31*128 < 2^14). */
+@inline function rPair(ty: i32, p: usize, xl: v128, xh: v128, c: v128): v128 {
+  const s = rdot(xl, xh, wU8(ty, p, false), wU8(ty, p, true));
+  return qOffset(ty) != 0 ? i16x8.sub(s, c) : s;
+}
+
+/** Plain build, decode: i32x4 partial sums of Σ (q - offset)·x for the weight block at p against widened
  *  activations; the offset enters through c = partial sums of offset * Σx (once per activation block). */
 @inline function pPair(ty: i32, p: usize, a0: v128, a1: v128, a2: v128, a3: v128, c: v128): v128 {
   const q5 = ty == T_Q5_0 || ty == T_Q5_1;
@@ -104,6 +136,16 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
 }
 
+/** The same for four i16x8 partial sums with |lane| < 2^14: the first level adds lanes in i16 (no overflow), the
+ *  second pair-wise to i32, then one i32 level. */
+@inline function reduce4x16(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const p01 = i16x8.add(i64x2.shuffle(s0, s1, 0, 2), i64x2.shuffle(s0, s1, 1, 3)); // [s0 lanes 0-3 + 4-7, s1 ...]
+  const p23 = i16x8.add(i64x2.shuffle(s2, s3, 0, 2), i64x2.shuffle(s2, s3, 1, 3));
+  const q01 = i32x4.dot_i16x8_s(p01, i16x8.splat(1)); // [s0 a, s0 b, s1 a, s1 b]
+  const q23 = i32x4.dot_i16x8_s(p23, i16x8.splat(1));
+  return i32x4.add(i32x4.shuffle(q01, q23, 0, 2, 4, 6), i32x4.shuffle(q01, q23, 1, 3, 5, 7));
+}
+
 /** Widened activation quants of elements 8k..8k+7 of the activation block at p (quants at p). */
 @inline function xI16(p: usize, k: i32): v128 { return v128.load8x8_s(p + (<usize>k << 3)); }
 
@@ -115,13 +157,14 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
 }
 
 /** Weight rows r, r+1 (cnt = 1: row r only; the second aliases it and is not stored) against activation rows
- *  t..t+3; the activation blocks are loaded and widened once for both weight rows. */
+ *  t..t+3; the activation blocks (and, relaxed, their offset sums) are loaded once for both weight rows. */
 @inline function tileW2X4(ty: i32, wr: usize, ws: usize, cnt: i32, x: usize, xs: usize, t: i32, nb: i32, y: usize, ldy: i32, r: i32): void {
   const wbs = blockBytes(ty);
   const xbs = actBytes(ty);
   const qo = actQs(ty);
   const off = qOffset(ty);
   const q5 = ty == T_Q5_0 || ty == T_Q5_1;
+  const rel = relaxedDot(ty);
   let wa = wr;
   let wc = wr + (cnt > 1 ? ws : 0);
   let x0 = x + <usize>t * xs;
@@ -129,20 +172,41 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   let acc1 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs;
-    const ua = q5 ? wU8(ty, wa, false) : i16x8.splat(0), va = q5 ? wU8(ty, wa, true) : i16x8.splat(0);
-    const uc = q5 ? wU8(ty, wc, false) : i16x8.splat(0), vc = q5 ? wU8(ty, wc, true) : i16x8.splat(0);
-    const p0 = wI16(ty, wa, 0, ua, off), p1 = wI16(ty, wa, 1, ua, off), p2 = wI16(ty, wa, 2, va, off), p3 = wI16(ty, wa, 3, va, off);
-    const q0 = wI16(ty, wc, 0, uc, off), q1 = wI16(ty, wc, 1, uc, off), q2 = wI16(ty, wc, 2, vc, off), q3 = wI16(ty, wc, 3, vc, off);
-    let e0 = xI16(x0 + qo, 0), e1 = xI16(x0 + qo, 1), e2 = xI16(x0 + qo, 2), e3 = xI16(x0 + qo, 3);
-    const a0 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c0 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
-    e0 = xI16(x1 + qo, 0); e1 = xI16(x1 + qo, 1); e2 = xI16(x1 + qo, 2); e3 = xI16(x1 + qo, 3);
-    const a1 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c1 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
-    e0 = xI16(x2 + qo, 0); e1 = xI16(x2 + qo, 1); e2 = xI16(x2 + qo, 2); e3 = xI16(x2 + qo, 3);
-    const a2 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c2 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
-    e0 = xI16(x3 + qo, 0); e1 = xI16(x3 + qo, 1); e2 = xI16(x3 + qo, 2); e3 = xI16(x3 + qo, 3);
-    const a3 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c3 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
-    const sumi0 = reduce4(a0, a1, a2, a3);
-    const sumi1 = reduce4(c0, c1, c2, c3);
+    let sumi0: v128, sumi1: v128;
+    if (rel) {
+      const ua = wU8(ty, wa, false), va = wU8(ty, wa, true);
+      const uc = wU8(ty, wc, false), vc = wU8(ty, wc, true);
+      let l = v128.load(x0 + qo), h = v128.load(x0 + qo, 16), c = rOffsetSum(ty, l, h);
+      const a0 = rdot(l, h, ua, va), c0 = rdot(l, h, uc, vc), k0 = c;
+      l = v128.load(x1 + qo); h = v128.load(x1 + qo, 16); c = rOffsetSum(ty, l, h);
+      const a1 = rdot(l, h, ua, va), c1 = rdot(l, h, uc, vc), k1 = c;
+      l = v128.load(x2 + qo); h = v128.load(x2 + qo, 16); c = rOffsetSum(ty, l, h);
+      const a2 = rdot(l, h, ua, va), c2 = rdot(l, h, uc, vc), k2 = c;
+      l = v128.load(x3 + qo); h = v128.load(x3 + qo, 16); c = rOffsetSum(ty, l, h);
+      const a3 = rdot(l, h, ua, va), c3 = rdot(l, h, uc, vc), k3 = c;
+      if (off != 0) {
+        sumi0 = reduce4x16(i16x8.sub(a0, k0), i16x8.sub(a1, k1), i16x8.sub(a2, k2), i16x8.sub(a3, k3));
+        sumi1 = reduce4x16(i16x8.sub(c0, k0), i16x8.sub(c1, k1), i16x8.sub(c2, k2), i16x8.sub(c3, k3));
+      } else {
+        sumi0 = reduce4x16(a0, a1, a2, a3);
+        sumi1 = reduce4x16(c0, c1, c2, c3);
+      }
+    } else {
+      const ua = q5 ? wU8(ty, wa, false) : i16x8.splat(0), va = q5 ? wU8(ty, wa, true) : i16x8.splat(0);
+      const uc = q5 ? wU8(ty, wc, false) : i16x8.splat(0), vc = q5 ? wU8(ty, wc, true) : i16x8.splat(0);
+      const p0 = wI16(ty, wa, 0, ua, off), p1 = wI16(ty, wa, 1, ua, off), p2 = wI16(ty, wa, 2, va, off), p3 = wI16(ty, wa, 3, va, off);
+      const q0 = wI16(ty, wc, 0, uc, off), q1 = wI16(ty, wc, 1, uc, off), q2 = wI16(ty, wc, 2, vc, off), q3 = wI16(ty, wc, 3, vc, off);
+      let e0 = xI16(x0 + qo, 0), e1 = xI16(x0 + qo, 1), e2 = xI16(x0 + qo, 2), e3 = xI16(x0 + qo, 3);
+      const a0 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c0 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+      e0 = xI16(x1 + qo, 0); e1 = xI16(x1 + qo, 1); e2 = xI16(x1 + qo, 2); e3 = xI16(x1 + qo, 3);
+      const a1 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c1 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+      e0 = xI16(x2 + qo, 0); e1 = xI16(x2 + qo, 1); e2 = xI16(x2 + qo, 2); e3 = xI16(x2 + qo, 3);
+      const a2 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c2 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+      e0 = xI16(x3 + qo, 0); e1 = xI16(x3 + qo, 1); e2 = xI16(x3 + qo, 2); e3 = xI16(x3 + qo, 3);
+      const a3 = dot32(p0, p1, p2, p3, e0, e1, e2, e3), c3 = dot32(q0, q1, q2, q3, e0, e1, e2, e3);
+      sumi0 = reduce4(a0, a1, a2, a3);
+      sumi1 = reduce4(c0, c1, c2, c3);
+    }
     const dx = f16Gather(x0, x1, x2, x3);
     let term0 = f32x4.mul(f32x4.mul(f16Splat(wa), dx), f32x4.convert_i32x4_s(sumi0));
     let term1 = f32x4.mul(f32x4.mul(f16Splat(wc), dx), f32x4.convert_i32x4_s(sumi1));
@@ -175,11 +239,18 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   let xb = xr;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const a0 = xI16(xb + qo, 0), a1 = xI16(xb + qo, 1), a2 = xI16(xb + qo, 2), a3 = xI16(xb + qo, 3); // widened once
-    const off = qOffset(ty);
-    const c = off != 0 ? i32x4.dot_i16x8_s(i16x8.add(i16x8.add(a0, a1), i16x8.add(a2, a3)), i16x8.splat(<i16>off)) : i32x4.splat(0);
-    const sumi = reduce4(pPair(ty, w0, a0, a1, a2, a3, c), pPair(ty, w1, a0, a1, a2, a3, c),
-      pPair(ty, w2, a0, a1, a2, a3, c), pPair(ty, w3, a0, a1, a2, a3, c));
+    let sumi: v128;
+    if (relaxedDot(ty)) {
+      const xl = v128.load(xb + qo), xh = v128.load(xb + qo, 16);
+      const c = rOffsetSum(ty, xl, xh); // once per activation block, for 4 weight rows
+      sumi = reduce4x16(rPair(ty, w0, xl, xh, c), rPair(ty, w1, xl, xh, c), rPair(ty, w2, xl, xh, c), rPair(ty, w3, xl, xh, c));
+    } else {
+      const a0 = xI16(xb + qo, 0), a1 = xI16(xb + qo, 1), a2 = xI16(xb + qo, 2), a3 = xI16(xb + qo, 3); // widened once
+      const off = qOffset(ty);
+      const c = off != 0 ? i32x4.dot_i16x8_s(i16x8.add(i16x8.add(a0, a1), i16x8.add(a2, a3)), i16x8.splat(<i16>off)) : i32x4.splat(0);
+      sumi = reduce4(pPair(ty, w0, a0, a1, a2, a3, c), pPair(ty, w1, a0, a1, a2, a3, c),
+        pPair(ty, w2, a0, a1, a2, a3, c), pPair(ty, w3, a0, a1, a2, a3, c));
+    }
     let term = f32x4.mul(f32x4.mul(f16Gather(w0, w1, w2, w3), f16Splat(xb)), f32x4.convert_i32x4_s(sumi));
     if (hasMin(ty)) term = f32x4.add(term, f32x4.mul(f16Gather(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f16Splat(xb + 2)));
     acc = f32x4.add(acc, term);
