@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { loadModel } from '../engine/index.js';
 import { Kernels, relaxedSimdSupported, resolveSimd } from '../engine/runtime/kernels.js';
+import { MODELS, requireShared } from './shared-paths.js';
 import { BLOCK_BYTES, halfToNumber, numberToHalf, randomBlocks, randomF32, rng } from './kernels-ref.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -132,6 +134,25 @@ describe('quantized matmuls: plain build == relaxed build == scalar twin', () =>
           }
         }
       }
+    });
+  }
+});
+
+describe('models on both builds', () => {
+  for (const name of ['synth-d256-q4_0', 'synth-d256-q4_1', 'synth-d256-q5_0', 'synth-d256-q5_1', 'synth-d256-q8_0']) {
+    it(`${name}: the same logits bit for bit, prefill and decode`, async () => {
+      requireShared();
+      const logits: Float32Array[][] = [];
+      for (const simd of ['plain', 'relaxed'] as const) {
+        const model = await loadModel(join(MODELS, `${name}.gguf`), { contextLength: 64, threads: 1, simd });
+        expect(model.info.simd).toBe(simd);
+        const s = model.createSession();
+        const out = [await s.eval([1, 5, 9, 14, 2, 7, 30, 11, 4], { logits: 'all' })]; // 9 rows: prefill tiles and a tail
+        for (let g = 0; g < 3; g++) out.push(await s.eval([(g * 37) % 100 + 3]));
+        logits.push(out);
+        model.dispose();
+      }
+      for (let i = 0; i < logits[0]!.length; i++) expect(logits[1]![i], `step ${i}`).toEqual(logits[0]![i]);
     });
   }
 });
