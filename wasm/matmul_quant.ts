@@ -129,6 +129,15 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   return qOffset(ty) != 0 ? i32x4.sub(s, c) : s;
 }
 
+/** Plain build, decode, q4 types: the same from the whole nibble bytes b (zero-extended to i16): with lo = b - 16·hi,
+ *  Σ lo·x[k] + hi·x[k+16] = Σ b·x[k] + Σ hi·(x[k+16] - 16·x[k]); d0, d1 = x[16..31] - 16·x[0..15], once per
+ *  activation block (|lane| <= 127 + 16·128). */
+@inline function pPairQ4(ty: i32, p: usize, a0: v128, a1: v128, d0: v128, d1: v128, c: v128): v128 {
+  const b0 = v128.load8x8_u(p + qsOff(ty)), b1 = v128.load8x8_u(p + qsOff(ty) + 8);
+  const s = dot32(b0, b1, i16x8.shr_u(b0, 4), i16x8.shr_u(b1, 4), a0, a1, d0, d1);
+  return qOffset(ty) != 0 ? i32x4.sub(s, c) : s;
+}
+
 /** [Σ s0, Σ s1, Σ s2, Σ s3]: horizontal sums of four i32x4 (a 4x4 transpose-add). */
 @inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
@@ -248,8 +257,15 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
       const a0 = xI16(xb + qo, 0), a1 = xI16(xb + qo, 1), a2 = xI16(xb + qo, 2), a3 = xI16(xb + qo, 3); // widened once
       const off = qOffset(ty);
       const c = off != 0 ? i32x4.dot_i16x8_s(i16x8.add(i16x8.add(a0, a1), i16x8.add(a2, a3)), i16x8.splat(<i16>off)) : i32x4.splat(0);
-      sumi = reduce4(pPair(ty, w0, a0, a1, a2, a3, c), pPair(ty, w1, a0, a1, a2, a3, c),
-        pPair(ty, w2, a0, a1, a2, a3, c), pPair(ty, w3, a0, a1, a2, a3, c));
+      if (ty == T_Q4_0 || ty == T_Q4_1) {
+        // Whole bytes b = lo + 16·hi against x[k], and hi against x[k+16] - 16·x[k]: no mask per weight row.
+        const d0 = i16x8.sub(a2, i16x8.shl(a0, 4)), d1 = i16x8.sub(a3, i16x8.shl(a1, 4));
+        sumi = reduce4(pPairQ4(ty, w0, a0, a1, d0, d1, c), pPairQ4(ty, w1, a0, a1, d0, d1, c),
+          pPairQ4(ty, w2, a0, a1, d0, d1, c), pPairQ4(ty, w3, a0, a1, d0, d1, c));
+      } else {
+        sumi = reduce4(pPair(ty, w0, a0, a1, a2, a3, c), pPair(ty, w1, a0, a1, a2, a3, c),
+          pPair(ty, w2, a0, a1, a2, a3, c), pPair(ty, w3, a0, a1, a2, a3, c));
+      }
     }
     let term = f32x4.mul(f32x4.mul(f16Gather(w0, w1, w2, w3), f16Splat(xb)), f32x4.convert_i32x4_s(sumi));
     if (hasMin(ty)) term = f32x4.add(term, f32x4.mul(f16Gather(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f16Splat(xb + 2)));
