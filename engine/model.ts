@@ -47,6 +47,11 @@ export interface LoadOptions {
    * unavailable the model runs on one thread (`info.threads` says what it got).
    */
   threads?: number;
+  /**
+   * Kernel build: 'auto' (default) runs relaxed SIMD where the runtime supports it, else plain SIMD; 'plain' or
+   * 'relaxed' force one ('relaxed' throws UnsupportedError where the runtime lacks it). Results are identical.
+   */
+  simd?: 'auto' | 'plain' | 'relaxed';
   kv?: KVOptions;
   /** Upper bound of arena bytes (weights + KV + scratch). Default and maximum: 4 GiB - 64 KiB (wasm32). */
   memoryLimit?: number;
@@ -81,6 +86,8 @@ export interface ModelInfo {
   threads: number;
   /** Why fewer threads run than were asked for (no shared memory, no workers), if so. */
   threadsFallback?: string;
+  /** The kernel build the model runs on ('plain' for vocab-only models, which run none). */
+  simd: 'plain' | 'relaxed';
 }
 
 const MAX_MEMORY = 4 * 1024 ** 3 - 65536;
@@ -227,7 +234,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     const baseInfo = {
       file: src.name, ggufVersion: header.version, architecture: arch, name: typeof name === 'string' ? name : undefined,
       tokenizer: { kind: tokenizer.kind, pre: tokenizer.pre, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos, addBos: tokenizer.addBos },
-      tensors, metadata: header.metadata, threads: 1,
+      tensors, metadata: header.metadata, threads: 1, simd: 'plain' as const,
     };
     if (o.vocabOnly) {
       const info: ModelInfo = { ...baseInfo, hparams: undefined, contextLength: undefined, memory: undefined };
@@ -247,9 +254,9 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);
     }
-    const kern = await Kernels.create({ limitBytes: memoryLimit, threads });
+    const kern = await Kernels.create({ limitBytes: memoryLimit, threads, simd: o.simd });
     try {
-      const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads, threadsFallback: kern.fallbackReason };
+      const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads, threadsFallback: kern.fallbackReason, simd: kern.simd };
       const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {
         o.onProgress?.({ status: 'progress', file: src.name, loaded, total, progress: total ? (100 * loaded) / total : 100 });
       }, o.signal);

@@ -6,8 +6,8 @@
  * Any call that can allocate may grow memory and detach old ArrayBuffer views: take fresh views (f32(), u8(),
  * i32()) after each alloc.
  */
-import { kernelsWasmBase64 } from '../../build/kernels-wasm.js';
-import { OutOfMemoryError } from '../errors.js';
+import { kernelsRelaxedWasmBase64, kernelsWasmBase64 } from '../../build/kernels-wasm.js';
+import { OptionError, OutOfMemoryError, UnsupportedError } from '../errors.js';
 import { KernelPool, POOL_CTRL_BYTES } from './pool.js';
 import type { PoolCall, SpawnWorker } from './pool.js';
 import { withSharedMemoryFlag } from './wasm-binary.js';
@@ -111,7 +111,30 @@ const PAGE = 65536;
 const MAX_PAGES = 65536;
 const INITIAL_PAGES = 2; // the module's declared minimum (scripts/build.mjs --initialMemory)
 
-const modulePromises = new Map<boolean, Promise<WebAssembly.Module>>();
+/** Which build of the kernel module runs: plain wasm SIMD, or relaxed SIMD (same ABI, same results). */
+export type SimdVariant = 'plain' | 'relaxed';
+
+/**
+ * A minimal module whose one function uses `i32x4.relaxed_dot_i8x16_i7x16_add_s`: it validates exactly where the
+ * runtime has relaxed SIMD (Node 22+, Deno, Bun, current browsers; Node 20 only with --experimental-wasm-relaxed-simd).
+ */
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 v128 v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x93, 0x02, 0x0b, // local.get 0..2, relaxed dot add
+]);
+
+/** Whether this runtime validates relaxed SIMD instructions (checked on each call; cheap). */
+export function relaxedSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+const modulePromises = new Map<string, Promise<WebAssembly.Module>>();
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s);
@@ -120,14 +143,29 @@ function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Compiles the kernel module once per process/realm, importing a shared or an unshared memory. */
-function kernelModule(shared: boolean): Promise<WebAssembly.Module> {
-  let p = modulePromises.get(shared);
+/** Compiles a build of the kernel module once per process/realm, importing a shared or an unshared memory. */
+function kernelModule(simd: SimdVariant, shared: boolean): Promise<WebAssembly.Module> {
+  const key = `${simd}:${shared}`;
+  let p = modulePromises.get(key);
   if (!p) {
-    p = WebAssembly.compile(withSharedMemoryFlag(decodeBase64(kernelsWasmBase64), shared));
-    modulePromises.set(shared, p);
+    const b64 = simd === 'relaxed' ? kernelsRelaxedWasmBase64 : kernelsWasmBase64;
+    p = WebAssembly.compile(withSharedMemoryFlag(decodeBase64(b64), shared));
+    modulePromises.set(key, p);
   }
   return p;
+}
+
+/** The build that `simd` asks for ('auto': relaxed where the runtime supports it, else plain). */
+export function resolveSimd(simd: 'auto' | SimdVariant = 'auto'): SimdVariant {
+  if (simd === 'auto') return relaxedSimdSupported() ? 'relaxed' : 'plain';
+  if (simd === 'plain') return 'plain';
+  if (simd === 'relaxed') {
+    if (!relaxedSimdSupported()) {
+      throw new UnsupportedError('relaxed SIMD: this WebAssembly runtime does not support it (Node 20 needs --experimental-wasm-relaxed-simd)');
+    }
+    return 'relaxed';
+  }
+  throw new OptionError('simd', `${String(simd)} is not one of auto, plain, relaxed`);
 }
 
 export interface KernelsOptions {
@@ -137,6 +175,12 @@ export interface KernelsOptions {
   threads?: number;
   /** Starts a worker (runtime adapter); default: the one for this runtime (adapters/workers.ts). */
   spawn?: SpawnWorker;
+  /**
+   * Kernel build: 'relaxed' (relaxed SIMD: integer dot products for the quantized matmuls), 'plain' (wasm SIMD only),
+   * or 'auto' (default): relaxed where the runtime validates it. Both give bit-identical results. Forcing 'relaxed'
+   * where the runtime lacks it throws UnsupportedError.
+   */
+  simd?: 'auto' | SimdVariant;
 }
 
 export class Kernels {
@@ -144,15 +188,18 @@ export class Kernels {
   readonly k: KernelExports;
   /** Most bytes the arena may span (the effective limit). */
   readonly limitBytes: number;
+  /** The kernel build this instance runs. */
+  readonly simd: SimdVariant;
 
   private pool: KernelPool | undefined;
   private poolCtrl = 0;
   /** Why more than one thread was asked for but this instance runs on one (undefined otherwise). */
   fallbackReason: string | undefined;
 
-  private constructor(memory: WebAssembly.Memory, k: KernelExports) {
+  private constructor(memory: WebAssembly.Memory, k: KernelExports, simd: SimdVariant) {
     this.memory = memory;
     this.k = k;
+    this.simd = simd;
     this.limitBytes = k.arena_limit();
   }
 
@@ -166,6 +213,7 @@ export class Kernels {
    * the same (shared) memory. Falls back to one thread where shared memory or workers are unavailable.
    */
   static async create(opts: KernelsOptions = {}): Promise<Kernels> {
+    let simd = resolveSimd(opts.simd);
     const wanted = Math.max(1, Math.floor(opts.threads ?? 1));
     let spawn = opts.spawn;
     let shared = false;
@@ -177,14 +225,22 @@ export class Kernels {
       if (!spawn) fallbackReason = 'this runtime has no workers';
       else if (!shared) fallbackReason = 'this runtime has no shared WebAssembly memory (in a browser: the page is not cross-origin isolated)';
     }
-    const module = await kernelModule(shared);
+    let module: WebAssembly.Module;
+    try {
+      module = await kernelModule(simd, shared);
+    } catch (e) {
+      // The probe validated but the relaxed build did not compile: with 'auto', run the plain build instead.
+      if (simd !== 'relaxed' || (opts.simd ?? 'auto') !== 'auto') throw e;
+      simd = 'plain';
+      module = await kernelModule(simd, shared);
+    }
     const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared });
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const k = instance.exports as unknown as KernelExports;
     const limit = opts.limitBytes;
     // 0 means "no limit" to the module; limits at or above 4 GiB are the same as no limit.
     k.arena_init(limit === undefined || limit >= (MAX_PAGES - 1) * PAGE ? 0 : Math.max(16, Math.floor(limit)) | 0);
-    const kern = new Kernels(memory, k);
+    const kern = new Kernels(memory, k, simd);
     kern.fallbackReason = fallbackReason;
     if (shared && spawn) {
       kern.poolCtrl = kern.alloc(POOL_CTRL_BYTES, 64);
