@@ -5,36 +5,14 @@ import { Kernels, GGML_TYPE } from '../engine/runtime/kernels.js';
 import {
   K_BLOCK_BYTES, decodeKBlock, decodeQ8K, dequantKRef, quantizeQ8KRef, randomF32, randomKBlocks, rng,
 } from './kernels-ref.js';
+import { place, runMatmul } from './kernel-harness.js';
+import type { Shape } from './kernel-harness.js';
 
 const EPS32 = 2 ** -24;
 const TYPES = ['q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k'] as const;
 const IDS: Record<(typeof TYPES)[number], number> = {
   q2_k: GGML_TYPE.Q2_K, q3_k: GGML_TYPE.Q3_K, q4_k: GGML_TYPE.Q4_K, q5_k: GGML_TYPE.Q5_K, q6_k: GGML_TYPE.Q6_K,
 };
-
-type Shape = { rows: number; cols: number; n: number; r0: number; r1: number };
-
-function place(K: Kernels, data: Uint8Array | Float32Array): number {
-  const p = K.alloc(Math.max(16, data.byteLength));
-  K.write(p, data);
-  return p;
-}
-
-/** Runs a matmul export into a NaN-prefilled Y (ldy = rows + 3) and returns Y; checks untouched entries stay NaN. */
-function runMatmul(K: Kernels, fn: keyof Kernels['k'], w: number, x: number, s: Shape): Float32Array {
-  const ldy = s.rows + 3;
-  const y = place(K, new Float32Array(s.n * ldy).fill(NaN));
-  (K.k[fn] as (...a: number[]) => void)(w, x, y, s.rows, s.cols, s.n, ldy, s.r0, s.r1);
-  const out = K.f32(y, s.n * ldy).slice();
-  for (let t = 0; t < s.n; t++) {
-    for (let r = 0; r < ldy; r++) {
-      const inside = r >= s.r0 && r < s.r1;
-      expect(Number.isNaN(out[t * ldy + r]!), `${String(fn)} Y[${t}][${r}]`).toBe(!inside);
-    }
-  }
-  K.free(y);
-  return out;
-}
 
 describe('q8_k activation quantizer', () => {
   it('quantize_q8_k (SIMD and scalar) matches llama.cpp quantize_row_q8_K byte for byte', async () => {

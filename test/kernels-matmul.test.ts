@@ -8,32 +8,10 @@ import {
   BLOCK_BYTES, bf16ToNumber, decodeBlock, dequantRef, f32Bits, halfToNumber, numberToHalf, quantizeQ8Ref, randomBlocks,
   randomF32, rng,
 } from './kernels-ref.js';
+import { place, runMatmul } from './kernel-harness.js';
+import type { Shape } from './kernel-harness.js';
 
 const EPS32 = 2 ** -24;
-
-type Shape = { rows: number; cols: number; n: number; r0: number; r1: number };
-
-function place(K: Kernels, data: Uint8Array | Float32Array): number {
-  const p = K.alloc(Math.max(16, data.byteLength));
-  K.write(p, data);
-  return p;
-}
-
-/** Runs a matmul export into a NaN-prefilled Y (ldy = rows + 3) and returns Y; checks untouched entries stay NaN. */
-function runMatmul(K: Kernels, fn: keyof Kernels['k'], w: number, x: number, s: Shape): Float32Array {
-  const ldy = s.rows + 3;
-  const y = place(K, new Float32Array(s.n * ldy).fill(NaN));
-  (K.k[fn] as (...a: number[]) => void)(w, x, y, s.rows, s.cols, s.n, ldy, s.r0, s.r1);
-  const out = K.f32(y, s.n * ldy).slice();
-  for (let t = 0; t < s.n; t++) {
-    for (let r = 0; r < ldy; r++) {
-      const inside = r >= s.r0 && r < s.r1;
-      expect(Number.isNaN(out[t * ldy + r]!), `${String(fn)} Y[${t}][${r}]`).toBe(!inside);
-    }
-  }
-  K.free(y);
-  return out;
-}
 
 const FLOAT_SHAPES: Shape[] = [
   { rows: 13, cols: 37, n: 1, r0: 0, r1: 13 },

@@ -114,8 +114,7 @@ describe.skipIf(!sharedMemoryAvailable())('kernel pool', () => {
 
 describe('kernel module binary', () => {
   it('imports a shared memory, and the patch switches only the limits flag', () => {
-    const b64 = readFileSync(join(ROOT, 'build/kernels-wasm.js'), 'utf8').match(/"([A-Za-z0-9+/=]+)"/)![1]!;
-    const bytes = new Uint8Array(Buffer.from(b64, 'base64'));
+    const bytes = new Uint8Array(readFileSync(join(ROOT, 'build/kernels.wasm')));
     const at = memoryImportFlagOffset(bytes);
     expect(at).toBeGreaterThan(8);
     expect(bytes[at]).toBe(3); // has maximum | shared

@@ -55,10 +55,10 @@ export function matmulKernelName(type: number): string | undefined {
 
 /** The kernel for a weight type, or undefined when the engine has none. */
 export function matmulKernel(kern: Kernels, type: number): MatmulFn | undefined {
-  const name = KERNEL[type];
+  const name = matmulKernelName(type);
   return name === undefined ? undefined : (kern.k as unknown as Record<string, MatmulFn>)[name];
 }
 
 export function hasMatmulKernel(type: number): boolean {
-  return KERNEL[type] !== undefined;
+  return matmulKernelName(type) !== undefined;
 }
