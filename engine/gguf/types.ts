@@ -1,6 +1,6 @@
 /**
  * ggml tensor types as they appear in GGUF files: id, name, elements per block, bytes per block.
- * The reader knows every type so that `info` can describe any file; `COMPUTABLE` lists what the engine runs.
+ * The reader knows every type so that `info` can describe any file; engine/model/matmul.ts says which it computes with.
  */
 export interface GGMLTypeInfo {
   readonly id: number;
@@ -28,12 +28,6 @@ export const GGMLType = {
   F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q8_1: 9,
   Q2_K: 10, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, Q8_K: 15, BF16: 30,
 } as const;
-
-/** Tensor types the engine's kernels compute with directly. */
-export const COMPUTABLE: ReadonlySet<number> = new Set([
-  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
-  GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
-]);
 
 export function typeName(id: number): string {
   return GGML_TYPES.get(id)?.name ?? `unknown(${id})`;

@@ -62,3 +62,8 @@ export function matmulKernel(kern: Kernels, type: number): MatmulFn | undefined 
 export function hasMatmulKernel(type: number): boolean {
   return matmulKernelName(type) !== undefined;
 }
+
+/** Every weight type the kernels compute with directly (the types a matrix tensor may have). */
+export function computableTypes(): number[] {
+  return Object.keys(KERNEL).map(Number);
+}

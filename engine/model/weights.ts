@@ -6,9 +6,10 @@ import { GGUFFormatError, OutOfMemoryError, UnsupportedError } from '../errors.j
 import type { GGUFHeader, GGUFTensorInfo } from '../gguf/reader.js';
 import { streamTensorData } from '../gguf/reader.js';
 import type { ChunkReader } from '../gguf/chunk-reader.js';
-import { COMPUTABLE, GGMLType, GGML_TYPES, typeName } from '../gguf/types.js';
+import { GGMLType, GGML_TYPES, typeName } from '../gguf/types.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { LlamaHParams } from './hparams.js';
+import { computableTypes, hasMatmulKernel } from './matmul.js';
 
 /** A matrix of `rows` rows by `cols` columns in its stored type, at `ptr` in the arena. */
 export interface Matrix {
@@ -59,8 +60,8 @@ export function planWeights(header: GGUFHeader, hp: LlamaHParams): { wants: Map<
     if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
       throw new GGUFFormatError(file, `tensor "${name}" shape`, `expected [${shape.join(', ')}], found [${t.shape.join(', ')}]`);
     }
-    if (kind === 'matrix' && !COMPUTABLE.has(t.type)) {
-      throw new UnsupportedError(`${file}: tensor "${name}" has type ${typeName(t.type)}, which this engine cannot compute with yet (supported: ${[...COMPUTABLE].map(typeName).join(', ')})`);
+    if (kind === 'matrix' && !hasMatmulKernel(t.type)) {
+      throw new UnsupportedError(`${file}: tensor "${name}" has type ${typeName(t.type)}, which this engine cannot compute with yet (supported: ${computableTypes().map(typeName).join(', ')})`);
     }
     if (kind === 'vector' && ![GGMLType.F32, GGMLType.F16, GGMLType.BF16].includes(t.type as 0)) {
       throw new UnsupportedError(`${file}: tensor "${name}" has type ${typeName(t.type)}; norm and bias vectors must be F32, F16 or BF16`);
