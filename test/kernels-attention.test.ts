@@ -4,7 +4,7 @@
 // per call (all bit-identical), and rows past the causal end never read.
 import { describe, expect, it } from 'vitest';
 import { Kernels } from '../engine/runtime/kernels.js';
-import { ATTN_SEQ_BLOCK, CONTIGUOUS_BLOCK_ROWS, attnScratchBytes } from '../engine/kv/attend.js';
+import { ATTN_SEQ_BLOCK, CONTIGUOUS_BLOCK_ROWS, attnQueryBytes, attnScratchBytes } from '../engine/kv/attend.js';
 import { kvElement } from '../engine/kv/element.js';
 import type { KVElement, KVType } from '../engine/kv/element.js';
 import { fr, halfToNumber, numberToHalf, randomF32, rng, roundHalfEven } from './kernels-ref.js';
@@ -56,6 +56,24 @@ function decodeRows(el: KVElement, bytes: Uint8Array, rowF: number): Float64Arra
         const qb = el.qBlock;
         const bo = o + Math.floor(d / qb) * (qb + 2);
         out[t * rowF + d] = halfToNumber(dv.getUint16(bo, true)) * dv.getInt8(bo + 2 + (d % qb));
+      }
+    }
+  }
+  return out;
+}
+
+/** The query as q8 K rows see it: each head quantized per block of qb (dq = amax/127 in f32, round half even). */
+function quantizedQuery(q: Float32Array, nQ: number, nHeads: number, hd: number, qStride: number, qb: number): Float32Array {
+  const out = q.slice();
+  for (let i = 0; i < nQ; i++) {
+    for (let h = 0; h < nHeads; h++) {
+      for (let b = 0; b < hd; b += qb) {
+        const at = i * qStride + h * hd + b;
+        const x = q.subarray(at, at + qb);
+        const amax = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        const id = amax !== 0 ? fr(127 / amax) : 0;
+        const d = fr(amax / 127);
+        for (let e = 0; e < qb; e++) out[at + e] = d * roundHalfEven(fr(x[e]! * id));
       }
     }
   }
@@ -133,6 +151,7 @@ function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows:
   const nSbMax = Math.ceil((pos0 + nQ) / ATTN_SEQ_BLOCK);
   const part = K.alloc(per * nHeads * nSbMax * (hd + 4) * 4);
   const scratch = K.alloc(attnScratchBytes(hd));
+  const qq = K.alloc(per * nHeads * attnQueryBytes(hd));
   const po = K.alloc(nQ * outStride * 4);
   K.f32(po, nQ * outStride).fill(NaN);
   const P = variant === 'simd' ? K.k.attn_partials : K.k.attn_partials_scalar;
@@ -141,8 +160,9 @@ function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows:
     const n = Math.min(per, nQ - r0);
     const items = nKv * Math.ceil((pos0 + r0 + n) / ATTN_SEQ_BLOCK);
     const cuts = [0, ...(opts.splits ?? []).filter((s) => s < items), items];
+    K.k.attn_queries(el.id, el.qBlock, pq + r0 * qStride * 4, qq, nHeads, hd, qStride, 0, n);
     for (let s = 0; s + 1 < cuts.length; s++) {
-      P(pq + r0 * qStride * 4, kt.table, vt.table, kt.blockRows, el.id, el.qBlock, part, scratch, n, nHeads, nKv, hd, pos0 + r0,
+      P(pq + r0 * qStride * 4, qq, kt.table, vt.table, kt.blockRows, el.id, el.qBlock, part, scratch, n, nHeads, nKv, hd, pos0 + r0,
         el.rowBytes, qStride, scale, cuts[s]!, cuts[s + 1]!);
     }
     M(part, po + r0 * outStride * 4, n, nHeads, hd, pos0 + r0, outStride, 0, n);
@@ -151,6 +171,7 @@ function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows:
   K.free(po);
   K.free(scratch);
   K.free(part);
+  K.free(qq);
   // Only the heads' values are written (the padding between rows stays NaN).
   const out = new Float32Array(nQ * nHeads * hd);
   for (let i = 0; i < nQ; i++) out.set(got.subarray(i * outStride, i * outStride + nHeads * hd), i * nHeads * hd);
@@ -185,7 +206,8 @@ describe('attention kernel', () => {
     expect(want.every(Number.isFinite)).toBe(true);
 
     // Against float64 over the decoded rows.
-    const ref = attentionRef(q, decodeRows(el, kBytes, rowF), decodeRows(el, vBytes, rowF), c.nQ, c.nHeads, c.nKv, c.hd, c.pos0, qStride, Math.fround(1 / Math.sqrt(c.hd)));
+    const qRef = c.type === 'q8_0' ? quantizedQuery(q, c.nQ, c.nHeads, c.hd, qStride, el.qBlock) : q;
+    const ref = attentionRef(qRef, decodeRows(el, kBytes, rowF), decodeRows(el, vBytes, rowF), c.nQ, c.nHeads, c.nKv, c.hd, c.pos0, qStride, Math.fround(1 / Math.sqrt(c.hd)));
     let worst = 0;
     for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(want[i]! - ref[i]!));
     expect(worst).toBeLessThan(3e-6);
@@ -232,7 +254,10 @@ describe('attention kernel', () => {
     const K = await Kernels.create();
     expect(K.k.attn_seq_block()).toBe(ATTN_SEQ_BLOCK);
     expect(K.k.attn_contiguous_rows()).toBe(CONTIGUOUS_BLOCK_ROWS);
-    for (const hd of [5, 8, 48, 64, 128]) expect(K.k.attn_scratch_bytes(hd)).toBe(attnScratchBytes(hd));
+    for (const hd of [5, 8, 48, 64, 128]) {
+      expect(K.k.attn_scratch_bytes(hd)).toBe(attnScratchBytes(hd));
+      expect(K.k.attn_query_bytes(hd)).toBe(attnQueryBytes(hd));
+    }
   });
 });
 

@@ -106,11 +106,12 @@ describe.each([...byModel.keys()])('%s', (name) => {
  * K/V rows stored as f16 or q8_0 (engine/kv/element.ts) against the same references (which ran with f32 KV).
  * Measured over every file (rel per file, argmax pooled per model):
  *  - float weights (F32, F16, BF16, the real models): f16 KV rel 1.5e-4 .. 4.3e-3 (BF16's own 3e-3 included),
- *    argmax >= 98.9%; q8_0 KV rel 3.6e-3 (head size 32, blocks of 32) .. 3.9e-2 (llama2xs, head size 8, blocks of 8),
- *    argmax >= 98.3%.
+ *    argmax >= 98.9%; q8_0 KV (the query quantized per block too, as llama.cpp does for q8_0 K) rel 4.1e-3 (head size
+ *    32, blocks of 32) .. 4.4e-2 (llama2xs, head size 8, blocks of 8), argmax >= 98.3%.
  *  - quantized weights (quantized activations): any change of the KV values flips q8 roundings of the activations, so
- *    both types sit at the noise level of a flip: f16 rel 1.3e-2 .. 2.4e-2, q8_0 1.4e-2 .. 2.7e-2, within the core
- *    bounds (2e-2 for 32-blocks needs a little room for q8_0 KV: 3e-2); argmax pooled >= 94.0% (q6_k with q8_0 KV).
+ *    both types sit at the noise level of a flip: f16 rel 1.3e-2 .. 2.4e-2, q8_0 1.5e-2 .. 2.8e-2, within the core
+ *    bounds (3e-2; the 32-block types' own 2e-2 leaves too little room for q8_0 KV); argmax pooled >= 93.7% (q6_k with
+ *    q8_0 KV).
  */
 function kvTolerance(model: string, type: 'f16' | 'q8_0'): { rel: number; argmax: number } {
   const quantized = /-q\d_/.test(model);

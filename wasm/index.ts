@@ -29,7 +29,8 @@ export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax, softmax_scalar,
 } from './ops';
 export {
-  attn_partials, attn_partials_scalar, attn_merge, attn_merge_scalar, attn_scratch_bytes, attn_seq_block, attn_contiguous_rows,
+  attn_partials, attn_partials_scalar, attn_merge, attn_merge_scalar, attn_queries, attn_scratch_bytes, attn_query_bytes,
+  attn_seq_block, attn_contiguous_rows,
   kv_store_rows,
 } from './attention';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';

@@ -1,7 +1,8 @@
 /**
- * Running the attention kernel (wasm/attention.ts) over a KV layout. A call is two jobs: the partial results of every
- * work item (a KV head with its query heads, over one sequence block of ATTN_SEQ_BLOCK positions), split across the
- * threads, then their merge, split by query rows. The sequence blocks are fixed by position, never by the thread
+ * Running the attention kernel (wasm/attention.ts) over a KV layout. A call is up to three jobs: the queries prepared
+ * for f16/q8 rows (prescaled or quantized once), the partial results of every work item (a KV head with its query
+ * heads, over one sequence block of ATTN_SEQ_BLOCK positions) split across the threads, then their merge, split by
+ * query rows. The sequence blocks are fixed by position, never by the thread
  * count, and the merge folds them in order, so results are identical for any thread count, any layout, and any
  * number of query rows in a call (rows are independent: prefill gives the same bits as one token at a time).
  *
@@ -21,7 +22,12 @@ const PART_BUDGET = 4 << 20;
 /** Per-thread scratch bytes of the kernel for a head size: wasm/attention.ts attn_scratch_bytes. */
 export function attnScratchBytes(headDim: number): number {
   const hd4 = (headDim + 3) & ~3;
-  return (3 * ATTN_SEQ_BLOCK + hd4 + 2 * ATTN_SEQ_BLOCK * hd4) * 4 + 64;
+  return (3 * ATTN_SEQ_BLOCK + 2 * ATTN_SEQ_BLOCK * hd4) * 4 + 64;
+}
+
+/** Bytes of one prepared query head: wasm/attention.ts attn_query_bytes. */
+export function attnQueryBytes(headDim: number): number {
+  return (((headDim + 3) & ~3) + 4) * 4;
 }
 
 const align64 = (n: number) => Math.ceil(n / 64) * 64;
@@ -37,13 +43,15 @@ function partPlan(s: AttentionShape): { rowBytes: number; rows: number } {
 /** Arena bytes of a workspace (for the memory plan). */
 export function attentionWorkspaceBytes(s: AttentionShape, threads: number): number {
   const p = partPlan(s);
-  return align64(attnScratchBytes(s.headDim)) * threads + align64(p.rows * p.rowBytes);
+  return align64(attnScratchBytes(s.headDim)) * threads + align64(p.rows * p.rowBytes) + align64(p.rows * s.nHeads * attnQueryBytes(s.headDim));
 }
 
 export class AttentionWorkspace {
   readonly scratch: number;
   readonly scratchStride: number;
   readonly part: number;
+  /** The prepared queries of a call (attn_queries). */
+  readonly queries: number;
   /** Query rows per kernel call (the partials buffer holds this many rows at the full context). */
   readonly rowsPerCall: number;
 
@@ -51,18 +59,20 @@ export class AttentionWorkspace {
     this.scratchStride = align64(attnScratchBytes(s.headDim));
     const p = partPlan(s);
     this.rowsPerCall = p.rows;
-    this.scratch = kern.alloc(this.scratchStride * kern.threads, 64);
+    const ptrs: number[] = [];
     try {
-      this.part = kern.alloc(p.rows * p.rowBytes, 64);
+      for (const bytes of [this.scratchStride * kern.threads, p.rows * p.rowBytes, p.rows * s.nHeads * attnQueryBytes(s.headDim)]) {
+        ptrs.push(kern.alloc(bytes, 64));
+      }
     } catch (e) {
-      kern.free(this.scratch);
+      for (const x of ptrs) kern.free(x);
       throw e;
     }
+    [this.scratch, this.part, this.queries] = ptrs as [number, number, number];
   }
 
   dispose(): void {
-    this.kern.free(this.scratch);
-    this.kern.free(this.part);
+    for (const x of [this.scratch, this.part, this.queries]) this.kern.free(x);
   }
 }
 
@@ -90,11 +100,15 @@ export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, 
     const n = Math.min(ws.rowsPerCall, a.nQ - r0);
     const pos0 = a.pos0 + r0;
     const nSb = Math.ceil((pos0 + n) / ATTN_SEQ_BLOCK);
+    const q = a.q + r0 * a.qStride * 4;
+    if (view.el.type !== 'f32') {
+      run([{ fn: 'attn_queries', args: [view.el.id, view.el.qBlock, q, ws.queries, nHeads, headDim, a.qStride, 0, n], lo: 7, hi: 8, granule: 1, work: 8 * n * nHeads * headDim }]);
+    }
     run([{
       fn: 'attn_partials',
-      args: [a.q + r0 * a.qStride * 4, view.kTable, view.vTable, view.blockRows, view.el.id, view.el.qBlock, ws.part, ws.scratch,
+      args: [q, ws.queries, view.kTable, view.vTable, view.blockRows, view.el.id, view.el.qBlock, ws.part, ws.scratch,
         n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb],
-      lo: 16, hi: 17, granule: 1, perThread: { arg: 7, stride: ws.scratchStride }, work: 2 * n * nHeads * headDim * (pos0 + n),
+      lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * n * nHeads * headDim * (pos0 + n),
     }]);
     run([{
       fn: 'attn_merge',

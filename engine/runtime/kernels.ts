@@ -14,8 +14,8 @@ import { withSharedMemoryFlag } from './wasm-binary.js';
 
 type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
 type RowFn = (src: number, dst: number, nElems: number) => void;
-/** wasm/attention.ts: partial results of work items w0..w1 (kv head g = w / nSb, sequence block b = w % nSb). */
-type AttnPartialsFn = (q: number, kTable: number, vTable: number, blockRows: number, kvType: number, qBlock: number, part: number,
+/** wasm/attention.ts: partial results of work items w0..w1 (sequence block b = w / nKvHeads, kv head g = w % nKvHeads). */
+type AttnPartialsFn = (q: number, queries: number, kTable: number, vTable: number, blockRows: number, kvType: number, qBlock: number, part: number,
   scratch: number, nQ: number, nHeads: number, nKvHeads: number, headDim: number, pos0: number, rowBytes: number, qStrideFloats: number,
   scale: number, w0: number, w1: number) => void;
 /** wasm/attention.ts: folds the partials of rows r0..r1 into out. */
@@ -82,7 +82,9 @@ export type KernelExports = {
   attn_partials_scalar: AttnPartialsFn;
   attn_merge: AttnMergeFn;
   attn_merge_scalar: AttnMergeFn;
+  attn_queries(kvType: number, qBlock: number, q: number, queries: number, nHeads: number, headDim: number, qStrideFloats: number, r0: number, r1: number): void;
   attn_scratch_bytes(headDim: number): number;
+  attn_query_bytes(headDim: number): number;
   attn_seq_block(): number;
   attn_contiguous_rows(): number;
   kv_store_rows(kvType: number, qBlock: number, src: number, dst: number, nRows: number, rowFloats: number, rowBytes: number): void;
