@@ -27,7 +27,7 @@ import { measureMachine } from '../../engine/runtime/probe.js';
 import { AttentionWorkspace, CONTIGUOUS_BLOCK_ROWS, attend, runHere } from '../../engine/kv/attend.js';
 import { KV_TYPES, kvElement } from '../../engine/kv/element.js';
 import type { KVType } from '../../engine/kv/element.js';
-import { decodeRunCost } from './speed-limits.js';
+import { decodeCost, decodeRunCost } from './speed-limits.js';
 import type { CostModel } from './speed-limits.js';
 import { lineChart } from './svg-chart.js';
 import type { Series } from './svg-chart.js';
@@ -68,19 +68,33 @@ probeKern.dispose();
 err(`read bandwidth ${machine.readGBs.toFixed(1)} GB/s`);
 
 interface Point { length: number; tokS: number; limitTokS: number; bytesPerStep: number; native?: number }
-interface Run { model: string; vocab: number; type: KVType; threads: number; points: Point[]; kvBytesPerToken: number }
+interface Run {
+  model: string; vocab: number; type: KVType; threads: number; points: Point[]; kvBytesPerToken: number;
+  /** Mean ms of the last steps before the longest length, and the bytes a step reads there. */
+  lastStepMs: number;
+  lastStepBytes: number;
+}
 const runs: Run[] = [];
 
-/** Decodes `maxLen` tokens after the prompt and returns the elapsed ms after each step count in `at`. */
-async function timedDecode(model: Model, at: number[]): Promise<number[]> {
+/** Steps timed at the end of a run for the step time at the longest length. */
+const TAIL = 64;
+
+/**
+ * Decodes up to the largest of `at` after the prompt; returns the elapsed ms after each step count in `at`, and the
+ * mean ms of the last TAIL steps.
+ */
+async function timedDecode(model: Model, at: number[]): Promise<{ ms: number[]; tailMs: number }> {
   const s = model.createSession();
   try {
     const V = model.info.hparams!.nVocab;
     const prompt = Array.from({ length: PROMPT }, (_, i) => 1 + ((i * 7919) % (V - 1)));
     let logits = await s.eval(prompt);
     const out: number[] = [];
+    const last = at[at.length - 1]!;
     const t0 = performance.now();
+    let tail0 = t0;
     for (let i = 1, k = 0; k < at.length; i++) {
+      if (i === last - TAIL + 1) tail0 = performance.now();
       logits = await s.eval([argmax(logits)]);
       if (i === at[k]) {
         out.push(performance.now() - t0);
@@ -88,7 +102,7 @@ async function timedDecode(model: Model, at: number[]): Promise<number[]> {
         err(`    ${i} tokens: ${((1000 * i) / out[k - 1]!).toFixed(1)} tok/s`);
       }
     }
-    return out;
+    return { ms: out, tailMs: (performance.now() - tail0) / Math.min(TAIL, last) };
   } finally {
     s.dispose();
   }
@@ -110,10 +124,11 @@ for (const key of modelKeys) {
       try {
         const hp = model.info.hparams!;
         await timedDecode(model, [32]); // warm-up (tier-up of the kernels)
-        const ms = await timedDecode(model, lengths);
+        const { ms, tailMs } = await timedDecode(model, lengths);
         const cost: CostModel = { hp, tensors: model.info.tensors, kvType: type };
         runs.push({
-          model: MODELS[key], vocab: hp.nVocab, type, threads, kvBytesPerToken: model.info.memory!.kvPerToken,
+          model: MODELS[key], vocab: hp.nVocab, type, threads, kvBytesPerToken: model.info.memory!.kvPerToken, lastStepMs: tailMs,
+          lastStepBytes: decodeCost(cost, PROMPT + lengths[lengths.length - 1]!).bytes,
           points: lengths.map((g, i) => {
             const c = decodeRunCost(cost, PROMPT, g);
             return {
@@ -130,9 +145,14 @@ for (const key of modelKeys) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Profile: the attention kernel alone at the longest length (one thread), per type, against the step time.
+// Profile: the attention kernel alone at the longest length (one thread, 6 layers of rows in memory, as a decode step
+// reads them), per type, against the step time measured at that length (512-vocab model, 1 thread).
 
-interface ProfileRow { type: KVType; length: number; attentionMsPerStep: number; kvMBPerStep: number; kvGBs: number; stepMs?: number }
+interface ProfileRow {
+  type: KVType; length: number; attentionMs: number; kvMB: number; kvGBs: number;
+  /** What the step reads over the measured bandwidth (its bandwidth time), and the measured step. */
+  boundMs: number; stepMs?: number;
+}
 const profile: ProfileRow[] = [];
 {
   const L = lengths[lengths.length - 1]! + PROMPT;
@@ -141,34 +161,46 @@ const profile: ProfileRow[] = [];
   for (const type of types) {
     const el = kvElement(type, hp.nKVHeads, hp.headDim);
     const rowF = hp.nKVHeads * hp.headDim;
-    const k = kern.alloc(L * el.rowBytes), v = kern.alloc(L * el.rowBytes), src = kern.alloc(L * rowF * 4);
-    const q = kern.alloc(rowF * 4), out = kern.alloc(rowF * 4), tab = kern.alloc(16);
+    const src = kern.alloc(L * rowF * 4);
     const a = kern.f32(src, L * rowF);
     for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.37) * 1.5;
-    kern.k.kv_store_rows(el.id, el.qBlock, src, k, L, rowF, el.rowBytes);
-    kern.k.kv_store_rows(el.id, el.qBlock, src, v, L, rowF, el.rowBytes);
-    kern.f32(q, rowF).set(a.subarray(0, rowF));
-    kern.i32(tab, 2).set([k, v]);
-    const ws = new AttentionWorkspace(kern, { nHeads: hp.nHeads, headDim: hp.headDim, contextLength: L, batch: 1 });
-    // One layer's K and V per call, as many buffers as layers would not change the per-byte cost (all from memory).
-    const view = { kTable: tab, vTable: tab + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el };
-    const call = () => attend(kern, ws, view, { q, out, nQ: 1, pos0: L - 1, nHeads: hp.nHeads, nKVHeads: hp.nKVHeads, headDim: hp.headDim, qStride: rowF, outStride: rowF, scale: 0.144 }, runHere(kern));
-    for (let i = 0; i < 50; i++) call();
-    let best = Infinity;
-    for (let r = 0; r < 7; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < 10; i++) call();
-      best = Math.min(best, (performance.now() - t0) / 10);
+    const ptrs: number[] = [src]; // (`a` is detached by the allocations below)
+    const tabs: number[] = [];
+    for (let l = 0; l < hp.nLayers; l++) {
+      const k = kern.alloc(L * el.rowBytes), v = kern.alloc(L * el.rowBytes), tab = kern.alloc(16);
+      kern.k.kv_store_rows(el.id, el.qBlock, src, k, L, rowF, el.rowBytes);
+      kern.k.kv_store_rows(el.id, el.qBlock, src, v, L, rowF, el.rowBytes);
+      kern.i32(tab, 2).set([k, v]);
+      tabs.push(tab);
+      ptrs.push(k, v, tab);
     }
-    const kvBytes = 2 * L * el.rowBytes;
+    const q = kern.alloc(rowF * 4), out = kern.alloc(rowF * 4);
+    ptrs.push(q, out);
+    const ws = new AttentionWorkspace(kern, { nHeads: hp.nHeads, headDim: hp.headDim, contextLength: L, batch: 1 });
+    kern.f32(q, rowF).set(kern.f32(src, rowF)); // fresh views: allocations may have grown the memory
+    const here = runHere(kern);
+    const step = () => {
+      for (const tab of tabs) {
+        attend(kern, ws, { kTable: tab, vTable: tab + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el },
+          { q, out, nQ: 1, pos0: L - 1, nHeads: hp.nHeads, nKVHeads: hp.nKVHeads, headDim: hp.headDim, qStride: rowF, outStride: rowF, scale: 0.144 }, here);
+      }
+    };
+    const w0 = performance.now();
+    while (performance.now() - w0 < 1000) step(); // past the kernels' tier-up
+    let best = Infinity;
+    for (let r = 0; r < 15; r++) {
+      const t0 = performance.now();
+      step();
+      best = Math.min(best, performance.now() - t0);
+    }
+    const kvBytes = 2 * L * el.rowBytes * hp.nLayers;
     const run1 = runs.find((r) => r.type === type && r.threads === 1 && r.vocab === 512);
-    const p = run1?.points[run1.points.length - 1];
     profile.push({
-      type, length: L, attentionMsPerStep: best * hp.nLayers, kvMBPerStep: (kvBytes * hp.nLayers) / 1e6, kvGBs: kvBytes / (best * 1e6),
-      stepMs: p ? 1000 / p.tokS : undefined,
+      type, length: L, attentionMs: best, kvMB: kvBytes / 1e6, kvGBs: kvBytes / (best * 1e6),
+      boundMs: run1 ? (1000 * run1.lastStepBytes) / (machine.readGBs * 1e9) : NaN, stepMs: run1?.lastStepMs,
     });
     ws.dispose();
-    for (const x of [k, v, src, q, out, tab]) kern.free(x);
+    for (const x of ptrs) kern.free(x);
   }
   kern.dispose();
 }
@@ -196,9 +228,9 @@ for (const vocab of [...new Set(runs.map((r) => r.vocab))]) {
     ...(hasNative ? [f(NATIVE[1]![g]), f(NATIVE[2]![g])] : []),
   ]));
 }
-console.log(`\nattention alone at ${profile[0]?.length} rows (one layer timed, x 6 layers, one thread) against the measured step (512-vocab, 1 thread):`);
-printTable(['KV type', 'attention ms/step', 'KV MB/step', 'KV read GB/s', 'step ms', 'attention share'], profile.map((p) => [
-  p.type, f(p.attentionMsPerStep, 3), f(p.kvMBPerStep, 1), f(p.kvGBs, 1), f(p.stepMs, 3), p.stepMs ? `${f((100 * p.attentionMsPerStep) / p.stepMs)}%` : '-',
+console.log(`\nstep at ${profile[0]?.length} rows (512-vocab, 1 thread): attention alone (6 layers, rows in memory), the measured step (mean of the last ${TAIL}), and the step's bandwidth time:`);
+printTable(['KV type', 'attention ms', 'KV MB', 'KV read GB/s', 'step ms', 'rest of step ms', 'step bandwidth ms'], profile.map((p) => [
+  p.type, f(p.attentionMs, 3), f(p.kvMB, 1), f(p.kvGBs, 1), f(p.stepMs, 3), f(p.stepMs === undefined ? undefined : p.stepMs - p.attentionMs, 3), f(p.boundMs, 3),
 ]));
 const t = runs.filter((r) => r.vocab === 512 && r.threads === TARGET.threads).map((r) => ({ type: r.type, p: r.points.find((x) => x.length === TARGET.length) }));
 for (const { type, p } of t) {
