@@ -26,7 +26,7 @@ function encodeRows(el: KVElement, rows: Float32Array, rowF: number): Uint8Array
   for (let t = 0; t < n; t++) {
     const o = t * el.rowBytes;
     if (el.type === 'f32') for (let d = 0; d < rowF; d++) dv.setFloat32(o + 4 * d, rows[t * rowF + d]!, true);
-    else if (el.type === 'f16') for (let d = 0; d < rowF; d++) dv.setUint16(o + 2 * d, numberToHalf(rows[t * rowF + d]!), true);
+    else if (el.type === 'f16') for (let d = 0; d < rowF; d++) dv.setUint16(o + 2 * d, numberToHalf(Math.min(65504, Math.max(-65504, rows[t * rowF + d]!))), true);
     else {
       const qb = el.qBlock;
       for (let b = 0; b < rowF / qb; b++) {

@@ -46,6 +46,7 @@ const SEQ_BLOCK: i32 = 128;
 const REBIAS: f32 = 5.192296858534828e33; // 2^112: f16 magnitude bits << 13, reinterpreted, times this is the value
 const Q_PRESCALE_MAX: f32 = 32768; // |q| below this: q * 2^112 is finite
 const TABLE_CONTIGUOUS: i32 = 1 << 30;
+const F16_MAX: f32 = 65504;
 
 /** Bytes of one kv head's values in a row. */
 @inline function headBytes(kt: i32, qb: i32, hd: i32): usize {
@@ -644,8 +645,9 @@ export function attn_merge_scalar(part: usize, out: usize, n_q: i32, n_heads: i3
 
 /**
  * Stores n_rows f32 rows of row_floats values (src, consecutive) as cache rows of kv_type at dst (row_bytes apart):
- * f16 rounded to nearest even; q8 per block of qb: d = amax / 127 stored as f16, q = round-half-even(x * 127 / amax)
- * (the rounding llama.cpp's x86 q8_0 quantizer uses, here for any block size). f32 rows are copied.
+ * f16 rounded to nearest even and saturated to +-65504; q8 per block of qb: d = amax / 127 stored as f16,
+ * q = round-half-even(x * 127 / amax) (the rounding llama.cpp's x86 q8_0 quantizer uses, here for any block size).
+ * f32 rows are copied.
  */
 export function kv_store_rows(kv_type: i32, qb: i32, src: usize, dst: usize, n_rows: i32, row_floats: i32, row_bytes: i32): void {
   for (let t = 0; t < n_rows; t++) {
@@ -654,7 +656,8 @@ export function kv_store_rows(kv_type: i32, qb: i32, src: usize, dst: usize, n_r
     if (kv_type == KV_F32) {
       memory.copy(o, s, <usize>row_floats << 2);
     } else if (kv_type == KV_F16) {
-      for (let d = 0; d < row_floats; d++) store<u16>(o + (<usize>d << 1), <u16>f32ToF16(load<f32>(s + (<usize>d << 2))));
+      // Saturated to the largest half (the kernels read halves without an inf/NaN case).
+      for (let d = 0; d < row_floats; d++) store<u16>(o + (<usize>d << 1), <u16>f32ToF16(min(max(load<f32>(s + (<usize>d << 2)), -F16_MAX), F16_MAX)));
     } else {
       let bo = o;
       for (let b = 0; b < row_floats; b += qb) {

@@ -16,7 +16,7 @@ import type { KVElement } from './element.js';
 export const ATTN_SEQ_BLOCK = 128;
 /** Table block size that makes a one-entry table address a contiguous cache: wasm/attention.ts TABLE_CONTIGUOUS. */
 export const CONTIGUOUS_BLOCK_ROWS = 1 << 30;
-/** Most bytes of partial results per call; longer prefill chunks are split into calls of fewer query rows. */
+/** Bytes for partial results (at least one row at the full context); a call takes as many query rows as fit. */
 const PART_BUDGET = 4 << 20;
 
 /** Per-thread scratch bytes of the kernel for a head size: wasm/attention.ts attn_scratch_bytes. */
@@ -34,34 +34,46 @@ const align64 = (n: number) => Math.ceil(n / 64) * 64;
 
 export interface AttentionShape { nHeads: number; headDim: number; contextLength: number; batch: number }
 
-/** Bytes of one row's partial results over the whole context, and the query rows per kernel call. */
-function partPlan(s: AttentionShape): { rowBytes: number; rows: number } {
-  const rowBytes = s.nHeads * Math.ceil(s.contextLength / ATTN_SEQ_BLOCK) * (s.headDim + 4) * 4;
-  return { rowBytes, rows: Math.max(1, Math.min(s.batch, Math.floor(PART_BUDGET / rowBytes))) };
+/** Bytes of one query row's partial results over `positions` positions. */
+function partRowBytes(nHeads: number, headDim: number, positions: number): number {
+  return nHeads * Math.ceil(positions / ATTN_SEQ_BLOCK) * (headDim + 4) * 4;
+}
+
+/**
+ * The buffer sizes: partials (a batch of rows at the full context, but within the budget unless one row needs more),
+ * prepared queries (a batch of rows).
+ */
+function sizes(s: AttentionShape): { part: number; queries: number } {
+  const row = partRowBytes(s.nHeads, s.headDim, s.contextLength);
+  return {
+    part: Math.max(row, Math.min(PART_BUDGET, s.batch * row)),
+    queries: s.batch * s.nHeads * attnQueryBytes(s.headDim),
+  };
 }
 
 /** Arena bytes of a workspace (for the memory plan). */
 export function attentionWorkspaceBytes(s: AttentionShape, threads: number): number {
-  const p = partPlan(s);
-  return align64(attnScratchBytes(s.headDim)) * threads + align64(p.rows * p.rowBytes) + align64(p.rows * s.nHeads * attnQueryBytes(s.headDim));
+  const z = sizes(s);
+  return align64(attnScratchBytes(s.headDim)) * threads + align64(z.part) + align64(z.queries);
 }
 
 export class AttentionWorkspace {
   readonly scratch: number;
   readonly scratchStride: number;
   readonly part: number;
-  /** The prepared queries of a call (attn_queries). */
+  readonly partBytes: number;
+  /** The prepared queries of a call (attn_queries), for up to `batch` rows. */
   readonly queries: number;
-  /** Query rows per kernel call (the partials buffer holds this many rows at the full context). */
-  readonly rowsPerCall: number;
+  readonly batch: number;
 
   constructor(private readonly kern: Kernels, s: AttentionShape) {
     this.scratchStride = align64(attnScratchBytes(s.headDim));
-    const p = partPlan(s);
-    this.rowsPerCall = p.rows;
+    const z = sizes(s);
+    this.partBytes = z.part;
+    this.batch = s.batch;
     const ptrs: number[] = [];
     try {
-      for (const bytes of [this.scratchStride * kern.threads, p.rows * p.rowBytes, p.rows * s.nHeads * attnQueryBytes(s.headDim)]) {
+      for (const bytes of [this.scratchStride * kern.threads, z.part, z.queries]) {
         ptrs.push(kern.alloc(bytes, 64));
       }
     } catch (e) {
@@ -96,8 +108,11 @@ export interface AttendArgs {
 export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, a: AttendArgs,
   run: (calls: PoolCall[]) => void = (c) => kern.parallel(c)): void {
   const { nHeads, nKVHeads, headDim } = a;
-  for (let r0 = 0; r0 < a.nQ; r0 += ws.rowsPerCall) {
-    const n = Math.min(ws.rowsPerCall, a.nQ - r0);
+  if (a.nQ > ws.batch) throw new RangeError(`attention of ${a.nQ} query rows, more than the workspace's ${ws.batch}`);
+  // Rows per call: as many as the partials buffer holds at the longest row of this call (rows are independent).
+  const perCall = Math.max(1, Math.floor(ws.partBytes / partRowBytes(nHeads, headDim, a.pos0 + a.nQ)));
+  for (let r0 = 0; r0 < a.nQ; r0 += perCall) {
+    const n = Math.min(perCall, a.nQ - r0);
     const pos0 = a.pos0 + r0;
     const nSb = Math.ceil((pos0 + n) / ATTN_SEQ_BLOCK);
     const q = a.q + r0 * a.qStride * 4;

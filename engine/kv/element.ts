@@ -2,7 +2,7 @@
  * KV element types: how a cached K or V value is stored. The projections always produce f32 rows (biases and RoPE
  * applied in f32); the cache stores them as
  *  - `f32`: as they are (4 bytes a value);
- *  - `f16`: IEEE half, rounded to nearest even (2 bytes);
+ *  - `f16`: IEEE half, rounded to nearest even and saturated to +-65504 (2 bytes);
  *  - `q8_0`: blocks of `qBlock` values along each head's vector, each an f16 scale d and qBlock int8 q with value d*q
  *    (ggml's q8_0 block when qBlock = 32: 1.0625 bytes a value). Heads whose size is not a multiple of 32 take the
  *    largest of 16 and 8 that divides it (stories15M's 48: blocks of 16, 1.125 bytes a value); a head size that is

@@ -234,7 +234,7 @@ printTable(['KV type', 'attention ms', 'KV MB', 'KV read GB/s', 'step ms', 'rest
 ]));
 const t = runs.filter((r) => r.vocab === 512 && r.threads === TARGET.threads).map((r) => ({ type: r.type, p: r.points.find((x) => x.length === TARGET.length) }));
 for (const { type, p } of t) {
-  if (p) console.log(`target (512 vocab, 1 thread, G = ${TARGET.length}): kv ${type} ${f(p.tokS)} tok/s ${p.tokS >= TARGET.tokS ? '>=' : '<'} ${TARGET.tokS} (${f(p.tokS / 130, 2)}x llama.cpp's 130)`);
+  if (p) console.log(`target (512 vocab, 1 thread, G = ${TARGET.length}): kv ${type} ${f(p.tokS, 1)} tok/s ${p.tokS >= TARGET.tokS ? '>=' : '<'} ${TARGET.tokS} (${f(p.tokS / 130, 2)}x llama.cpp's 130)`);
 }
 
 mkdirSync(outDir, { recursive: true });
