@@ -11,6 +11,8 @@ import { createKVCache, growthRule } from './kv/cache.js';
 import type { KVGrowthRule, KVShape } from './kv/cache.js';
 import { validateKVOptions } from './kv/options.js';
 import type { KVOptions, ResolvedKVOptions } from './kv/options.js';
+import { kvTokenBytesOf } from './kv/element.js';
+import type { KVType } from './kv/element.js';
 import { readHParams } from './model/hparams.js';
 import type { LlamaHParams } from './model/hparams.js';
 import { LlamaGraph, scratchBytes } from './model/llama.js';
@@ -64,7 +66,7 @@ export interface TensorSummary { name: string; type: string; shape: number[]; by
 export interface MemoryPlan {
   weights: number;
   scratch: number;
-  /** KV bytes per token over all layers (K and V, f32). */
+  /** KV bytes per token over all layers (K and V, in the KV element type). */
   kvPerToken: number;
   /** KV bytes if the whole context is used. */
   kvAtContext: number;
@@ -115,10 +117,10 @@ export async function resolveSource(source: ModelSource, signal?: AbortSignal): 
   throw new OptionError('source', 'expected a file path, URL, Response, ReadableStream, Uint8Array or ArrayBuffer');
 }
 
-export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number, threads = 1): MemoryPlan {
+export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number, threads = 1, kvType: KVType = 'f32'): MemoryPlan {
   const weights = weightBytes(planWeights(header, hp).wants);
   const scratch = scratchBytes(hp, batch, contextLength, threads);
-  const kvPerToken = 2 * hp.nLayers * hp.nKVHeads * hp.headDim * 4;
+  const kvPerToken = kvTokenBytesOf(kvType, hp.nLayers, hp.nKVHeads, hp.headDim);
   const kvAtContext = kvPerToken * contextLength;
   return { weights, scratch, kvPerToken, kvAtContext, total: weights + scratch + kvAtContext };
 }
@@ -248,7 +250,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     }
     const contextLength = contextOpt ?? hp.contextLength;
     const threads = threadsOpt ?? await defaultThreads();
-    const memory = planMemory(header, hp, contextLength, batch, threads);
+    const memory = planMemory(header, hp, contextLength, batch, threads, kvOptions.type); // refuses q8_0 for odd head sizes
     const kvRule = kvOptions.policy === 'paged' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
     const kvInitial = kvRule ? Math.min(kvRule.initialCapacity(contextLength), contextLength) * memory.kvPerToken : 0;
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {

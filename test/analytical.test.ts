@@ -127,14 +127,18 @@ describe('counts match real sessions on stories260K', () => {
   it('growths, bytes copied, capacity and peak equal session.kvStats() for every policy', async () => {
     const ctx = 256;
     const batch = 16;
-    const shape: ModelShape = { nLayers: 5, nKVHeads: 4, headDim: 8, contextLength: ctx, batch };
+    const baseShape: ModelShape = { nLayers: 5, nKVHeads: 4, headDim: 8, contextLength: ctx, batch };
     const cases: Array<[number, number, KVOptions]> = [
       [37, 60, { policy: 'concat' }], [37, 60, { policy: 'static' }], [37, 100, { policy: 'bmc', r: 5 }],
       [5, 120, { policy: 'bmc', r: 16 }], [40, 100, { policy: 'bmc', r: 64 }], [33, 90, { policy: 'paged', blockSize: 16 }],
       [20, 80, { policy: 'paged', blockSize: 7 }],
+      // Other element types: rows of fewer bytes, f32 staging rows.
+      [37, 60, { policy: 'concat', type: 'f16' }], [40, 100, { policy: 'bmc', r: 64, type: 'q8_0' }],
+      [33, 90, { policy: 'paged', blockSize: 16, type: 'q8_0' }],
     ];
     for (const [P, G, kv] of cases) {
       const m = await loadModel(STORIES, { kv, contextLength: ctx, batchSize: batch });
+      const shape: ModelShape = { ...baseShape, kvType: kv.type };
       expect(kvTokenBytes(shape)).toBe(m.info.memory!.kvPerToken);
       const s = m.createSession();
       await s.eval(Array.from({ length: P }, (_, i) => 1 + ((i * 7) % 500)));
@@ -220,6 +224,16 @@ describe('bmc-llm plan', () => {
     expect(data.constants.copyNsPerByte).toBeGreaterThan(0);
   });
 
+  it('--kv-type prices rows of that type: half the KV bytes per token for f16, and fewer bytes copied', () => {
+    const run = (t: string) => JSON.parse(cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '200', '--kv-type', t, '--json']).out) as
+      { shape: { kvTokenBytes: number }; predictions: Array<{ policy: string; bytesCopied: number }> };
+    const f32 = run('f32'), f16 = run('f16'), q8 = run('q8_0');
+    expect(f16.shape.kvTokenBytes * 2).toBe(f32.shape.kvTokenBytes);
+    expect(q8.shape.kvTokenBytes).toBe((f32.shape.kvTokenBytes / 4) * (10 / 8)); // head size 8: blocks of 8 values in 10 bytes
+    const concat = (x: typeof f32) => x.predictions.find((p) => p.policy === 'concat')!.bytesCopied;
+    expect(concat(f16) * 2).toBe(concat(f32));
+  });
+
   it('--measure times real decode steps: a larger base step than the weight-bytes estimate on a call-bound model', () => {
     const est = JSON.parse(cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '64', '--json']).out) as { baseTokenNs: number };
     const r = cli(['plan', '-m', STORIES, '--prompt', '32', '--gen', '64', '--measure', '16', '--json']);
@@ -233,6 +247,7 @@ describe('bmc-llm plan', () => {
     for (const [args, flag] of [
       [['--gen', 'lots'], '--gen'], [['--prompt', '0'], '--prompt'], [['--gen', '100000'], '--gen'],
       [['--budget', '1000'], '--budget'], [['--policies', 'concat,ring'], '--policies'], [['--frobnicate'], '--frobnicate'],
+      [['--kv-type', 'f8'], '--kv-type'],
     ] as const) {
       const r = cli(['plan', '-m', STORIES, ...args]);
       expect(r.code, args.join(' ')).toBe(2);

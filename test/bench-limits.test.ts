@@ -34,6 +34,11 @@ describe('bytes and operations per token', () => {
     expect(c.intOps).toBe(0);
   });
 
+  it('KV bytes follow the KV element type: f16 2 bytes a value, q8_0 blocks of 16 values in 18 bytes (head size 16)', () => {
+    expect(decodeCost({ ...model('F32', 4), kvType: 'f16' }, 10).kvBytes).toBe(2 * 1 * 10 * 32 * 2);
+    expect(decodeCost({ ...model('F32', 4), kvType: 'q8_0' }, 10).kvBytes).toBe(2 * 1 * 10 * 2 * 18);
+  });
+
   it('Q8_0 counts integer operations for the matrices and float operations for attention; tied output reads the embedding', () => {
     const q = decodeCost(model('Q8_0', 34 / 32), 10);
     expect(q.matrixBytes).toBe((76800 + 147456) / 4 * (34 / 32));

@@ -70,6 +70,25 @@ describe('bmc-llm run', () => {
     }
   });
 
+  it('--kv-type stores K/V as f16 or q8_0 (with any policy); bad types exit 2 naming --kv-type', () => {
+    const args = ['run', '-m', STORIES, '-p', 'Once upon a time', '-n', '24', '--temp', '0'];
+    const f32 = cli(args);
+    const f16 = cli([...args, '--kv-type', 'f16']);
+    const q8 = cli([...args, '--kv-type=q8_0', '--kv', 'paged:16']);
+    expect(f16.code).toBe(0);
+    expect(q8.code).toBe(0);
+    // stories260K's greedy text survives f16 rows unchanged; q8_0 rows give text too (not necessarily the same).
+    expect(f16.out).toBe(f32.out);
+    expect(q8.out.startsWith('Once upon a time')).toBe(true);
+    expect(q8.out.length).toBeGreaterThan('Once upon a time'.length + 20);
+    for (const bad of ['f8', 'Q8_0', '']) {
+      const r = cli([...args, '--kv-type', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/--kv-type/);
+      expect(r.out).toBe('');
+    }
+  });
+
   it('a missing, truncated or unsupported model is one clear line on stderr and exit 1', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bmc-cli-'));
     const missing = cli(['run', '-m', join(dir, 'nope.gguf')]);

@@ -1,4 +1,4 @@
-// Kernel module: arena allocator, number conversions, element-wise ops and attention.
+// Kernel module: arena allocator, number conversions and element-wise ops (attention: kernels-attention.test.ts).
 // SIMD kernels are checked against their scalar twins and both against float64 JS references.
 import { describe, expect, it } from 'vitest';
 import { Kernels, GGML_TYPE } from '../engine/runtime/kernels.js';
@@ -335,55 +335,20 @@ describe('exp_f32', () => {
   });
 });
 
-describe('attention', () => {
-  /** Float64 causal GQA attention. */
-  function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, nQ: number, nHeads: number, nKv: number,
-    hd: number, pos0: number, kvStride: number, qStride: number, scale: number): Float64Array {
-    const out = new Float64Array(nQ * nHeads * hd);
-    const group = nHeads / nKv;
-    for (let i = 0; i < nQ; i++) {
-      for (let h = 0; h < nHeads; h++) {
-        const g = Math.floor(h / group);
-        const len = pos0 + i + 1;
-        const s = new Float64Array(len);
-        for (let j = 0; j < len; j++) {
-          let d = 0;
-          for (let c = 0; c < hd; c++) d += q[i * qStride + h * hd + c]! * k[j * kvStride + g * hd + c]!;
-          s[j] = d * scale;
-        }
-        const m = Math.max(...s);
-        let sum = 0;
-        for (let j = 0; j < len; j++) sum += (s[j] = Math.exp(s[j]! - m));
-        for (let j = 0; j < len; j++) {
-          for (let c = 0; c < hd; c++) {
-            const o = (i * nHeads + h) * hd + c;
-            out[o] = out[o]! + (s[j]! / sum) * v[j * kvStride + g * hd + c]!;
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  it('matches float64 with GQA, pos0 > 0, and never reads past the causal end', async () => {
+describe('arena_copy', () => {
+  it('copies like memory.copy and counts the bytes in stats().bytesCopied', async () => {
     const K = await Kernels.create();
-    const r = rng(8);
-    for (const [nQ, nHeads, nKv, hd, pos0] of [[1, 4, 2, 16, 0], [1, 4, 1, 8, 9], [5, 6, 2, 12, 7], [3, 2, 2, 6, 4], [4, 8, 8, 32, 0]] as const) {
-      const kvStride = nKv * hd + 3, qStride = nHeads * hd + 1, outStride = nHeads * hd;
-      const total = pos0 + nQ;
-      const q = randomF32(r, nQ * qStride, 1.5);
-      const k = randomF32(r, (total + 2) * kvStride, 1.5);
-      const v = randomF32(r, (total + 2) * kvStride, 1);
-      k.fill(NaN, total * kvStride); // rows past the last position must never be touched
-      v.fill(NaN, total * kvStride);
-      const scale = 1 / Math.sqrt(hd);
-      const want = attentionRef(q, k, v, nQ, nHeads, nKv, hd, pos0, kvStride, qStride, scale);
-      for (const fn of ['attention', 'attention_scalar'] as const) {
-        const [pq, pk, pv, po, ps] = put(K, q, k, v, new Float32Array(nQ * outStride), new Float32Array(total));
-        K.k[fn](pq!, pk!, pv!, po!, ps!, nQ, nHeads, nKv, hd, pos0, kvStride, qStride, outStride, scale);
-        const got = K.f32(po!, nQ * outStride);
-        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(2e-6);
-      }
-    }
+    expect(K.stats().bytesCopied).toBe(0);
+    const a = K.alloc(1000), b = K.alloc(1000);
+    K.u8(a, 1000).forEach((_, i, arr) => { arr[i] = (i * 7) & 0xff; });
+    K.copyCounted(b, a, 1000);
+    expect([...K.u8(b, 1000)]).toEqual([...K.u8(a, 1000)]);
+    K.copyCounted(a + 1, a, 500); // overlapping, like memmove
+    expect(K.u8(a + 1, 3)[2]).toBe(14);
+    expect(K.stats().bytesCopied).toBe(1500);
+    K.k.copy(b, a, 100); // the plain copy kernel is not counted
+    expect(K.stats().bytesCopied).toBe(1500);
+    K.k.arena_init(0);
+    expect(K.stats().bytesCopied).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * KV policies: every layout gives bit-identical logits, capacities and copy traffic follow each policy's rule, the
- * caches return the arena, and the options and the --kv flag are validated.
+ * KV policies: every layout gives bit-identical logits (for every KV element type), capacities and copy traffic
+ * follow each policy's rule, the caches return the arena, and the options and the --kv / --kv-type flags are
+ * validated.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,9 @@ import type { KVOptions, KVStats, Model } from '../engine/index.js';
 import { ContiguousKVCache, bmcRule, concatRule, staticRule } from '../engine/kv/cache.js';
 import type { KVGrowthRule } from '../engine/kv/cache.js';
 import { PagedKVCache } from '../engine/kv/paged.js';
-import { parseKVFlag, validateKVOptions } from '../engine/kv/options.js';
+import { parseKVFlag, parseKVTypeFlag, validateKVOptions } from '../engine/kv/options.js';
+import { kvElement } from '../engine/kv/element.js';
+import type { KVType } from '../engine/kv/element.js';
 import { Kernels } from '../engine/runtime/kernels.js';
 import { MODELS, ROOT, readReference } from './shared-paths.js';
 
@@ -35,6 +38,13 @@ const MODEL_CASES = [
   { file: 'babyllama-tok105-q4_0.gguf', ref: 'babyllama-tok105-q4_0.p2.json', contextLength: 2048 },
 ];
 
+/** The element types on models of head size 8 (q8_0 in blocks of 8), 16 (blocks of 16) and 32 with GQA. */
+const TYPE_CASES = ['f16', 'q8_0'].flatMap((type) => [
+  { type, file: 'stories260K.gguf', ref: 'stories260K.p3.json', contextLength: 512 },
+  { type, file: 'babyllama-tok105.gguf', ref: 'babyllama-tok105.p3.json', contextLength: 2048 },
+  { type, file: 'synth-d256-q4_0.gguf', ref: 'synth-d256-q4_0.p3.json', contextLength: 2048 },
+]) as Array<{ type: KVType; file: string; ref: string; contextLength: number }>;
+
 const BATCH = 16;
 const PREFILL = 40;
 
@@ -49,7 +59,7 @@ function firstBitDiff(a: Float32Array, b: Float32Array): number {
 /** Checks one policy's bookkeeping after a step; `prev` is the state before it. */
 function checkStep(name: string, m: Model, st: KVStats, prev: KVStats, maxLen: number, evalRows: number, arenaCopied: number): void {
   const hp = m.info.hparams!;
-  const rowBytes = hp.nKVHeads * hp.headDim * 4;
+  const rowBytes = kvElement(st.type, hp.nKVHeads, hp.headDim).rowBytes;
   const ctx = m.info.contextLength!;
   expect(st.capacity).toBeGreaterThanOrEqual(st.length);
   expect(st.bytes).toBe(st.capacity * rowBytes * 2 * hp.nLayers);
@@ -105,7 +115,10 @@ function checkStep(name: string, m: Model, st: KVStats, prev: KVStats, maxLen: n
   }
 }
 
-describe.each(MODEL_CASES)('every KV policy gives the logits of static: $file', ({ file, ref, contextLength }) => {
+describe.each([
+  ...MODEL_CASES.map((c) => ({ ...c, type: 'f32' as KVType })),
+  ...TYPE_CASES,
+])('every KV policy gives the logits of static: $file, $type rows', ({ file, ref, contextLength, type }) => {
   it('prefill chunk, single tokens, rollback and re-feed', async () => {
     const r = readReference(ref);
     const ids = [...r.prompt_ids, ...r.greedy_ids.slice(0, -1)];
@@ -113,7 +126,7 @@ describe.each(MODEL_CASES)('every KV policy gives the logits of static: $file', 
     const cut = ids.length - 12; // rollback point
     const outs: Float32Array[] = [];
     for (const [name, kv] of POLICIES) {
-      const m = await loadModel(join(MODELS, file), { kv, contextLength, batchSize: BATCH });
+      const m = await loadModel(join(MODELS, file), { kv: { ...kv, type }, contextLength, batchSize: BATCH });
       const s = m.createSession();
       const parts: Float32Array[] = [];
       let maxLen = 0;
@@ -137,6 +150,7 @@ describe.each(MODEL_CASES)('every KV policy gives the logits of static: $file', 
       outs.push(Float32Array.from(parts.flatMap((p) => Array.from(p))));
       const st = s.kvStats();
       expect(st.policy).toBe(kv.policy);
+      expect(st.type).toBe(type);
       s.dispose();
       m.dispose();
     }
@@ -268,7 +282,9 @@ describe('KV caches return the arena', () => {
 
 describe('KV options', () => {
   it('validates every field with an OptionError naming it', () => {
-    expect(validateKVOptions(undefined)).toEqual({ policy: 'bmc', r: 64, blockSize: 16, budgetBytes: undefined });
+    expect(validateKVOptions(undefined)).toEqual({ policy: 'bmc', r: 64, blockSize: 16, budgetBytes: undefined, type: 'f32' });
+    expect(validateKVOptions({ type: 'q8_0' })).toMatchObject({ type: 'q8_0' });
+    expect(() => validateKVOptions({ type: 'q4_0' as KVType })).toThrow(/kv\.type/);
     expect(validateKVOptions({ policy: 'paged', blockSize: 7 })).toMatchObject({ policy: 'paged', blockSize: 7 });
     expect(validateKVOptions({ policy: 'auto', budgetBytes: 1 << 20 })).toMatchObject({ policy: 'auto', budgetBytes: 1 << 20 });
     expect(() => validateKVOptions({ policy: 'ring' as 'bmc' })).toThrow(/kv\.policy/);
@@ -293,6 +309,31 @@ describe('KV options', () => {
       expect(e, bad).toBeInstanceOf(OptionError);
       expect((e as OptionError).option).toBe('--kv');
     }
+  });
+
+  it('parses the --kv-type flag', () => {
+    for (const t of ['f32', 'f16', 'q8_0'] as const) expect(parseKVTypeFlag(t)).toBe(t);
+    for (const bad of ['', 'F16', 'q8', 'q4_0', 'bf16']) {
+      let e: unknown;
+      try { parseKVTypeFlag(bad); } catch (x) { e = x; }
+      expect(e, bad).toBeInstanceOf(OptionError);
+      expect((e as OptionError).option).toBe('--kv-type');
+    }
+  });
+
+  it('q8_0 takes blocks of 32, 16 or 8 along a head and refuses other head sizes', async () => {
+    expect(kvElement('q8_0', 6, 48)).toMatchObject({ qBlock: 16, headBytes: 3 * 18, rowBytes: 6 * 54 });
+    expect(kvElement('q8_0', 2, 64)).toMatchObject({ qBlock: 32, headBytes: 68 });
+    expect(kvElement('q8_0', 4, 8)).toMatchObject({ qBlock: 8, headBytes: 10 });
+    expect(kvElement('f16', 6, 48).rowBytes).toBe(576);
+    expect(() => kvElement('q8_0', 3, 12)).toThrow(/kv\.type.*head size 12/);
+    // A model whose head size is 12 (dim 48, 4 heads) is refused at load with the option named.
+    const { makeTinyLlama } = await import('../engine/gguf/synth.js');
+    const bytes = makeTinyLlama({ dim: 48, heads: 4, layers: 1, ffn: 64 });
+    await expect(loadModel(bytes, { kv: { type: 'q8_0' } })).rejects.toThrow(/kv\.type/);
+    const m = await loadModel(bytes, { kv: { type: 'f16' } });
+    expect(m.info.memory!.kvPerToken).toBe(2 * 1 * 48 * 2);
+    m.dispose();
   });
 
 });

@@ -29,7 +29,9 @@ export {
   rmsnorm, rmsnorm_scalar, rope, rope_scalar, silu_mul, add, add_scalar, scale, scale_scalar, copy, softmax, softmax_scalar,
 } from './ops';
 export {
-  attention, attention_scalar, attention_paged, attention_paged_scalar, attention_range, attention_paged_range,
+  attn_partials, attn_partials_scalar, attn_merge, attn_merge_scalar, attn_queries, attn_scratch_bytes, attn_query_bytes,
+  attn_seq_block, attn_contiguous_rows,
+  kv_store_rows,
 } from './attention';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';
 export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';

@@ -5,7 +5,7 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVFlag } from '../kv/options.js';
+import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath, progressBar } from '../adapters/model-cache.js';
@@ -29,6 +29,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'threads', short: 't', type: 'int', help: 'threads: this one plus N-1 workers over shared memory (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
+  { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
@@ -43,7 +44,7 @@ const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
 
 usage:
   bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--ignore-eos]
+              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--ignore-eos]
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
 
@@ -58,7 +59,9 @@ async function cmdRun(argv: string[]): Promise<void> {
   const { flags, positional } = parseArgs(argv, RUN_FLAGS);
   if (flags.help) { process.stdout.write(USAGE); return; }
   if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the prompt goes after -p)');
-  const kv = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
+  const kvType = flags['kv-type'] === undefined ? undefined : parseKVTypeFlag(flags['kv-type'] as string);
+  const kv = flags.kv === undefined && kvType === undefined ? undefined
+    : { ...(flags.kv === undefined ? {} : parseKVFlag(flags.kv as string)), ...(kvType === undefined ? {} : { type: kvType }) };
   const modelPath = await resolveModelPath(flags.model as string | undefined, err);
   const tty = process.stderr.isTTY;
   let lastPct = -1;

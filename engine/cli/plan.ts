@@ -14,7 +14,8 @@ import { Kernels } from '../runtime/kernels.js';
 import { measureBaseStepNs } from '../kv/measure-base.js';
 import { DEFAULT_K_SPEC, PLAN_POLICIES, baseTokenNs, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../kv/analytical.js';
 import type { ModelShape, Prediction } from '../kv/analytical.js';
-import { parseKVFlag } from '../kv/options.js';
+import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
+import { kvElement } from '../kv/element.js';
 import { helpText, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 
@@ -25,6 +26,7 @@ export const PLAN_FLAGS: FlagSpec[] = [
   { name: 'budget', type: 'int', help: 'most KV bytes for auto (default: no budget)' },
   { name: 'k-spec', type: 'int', help: `speculative drafts that must fit the spare rows (default ${DEFAULT_K_SPEC})` },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
+  { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'batch-size', type: 'int', help: 'prompt tokens per forward chunk (default 128)' },
   { name: 'policies', type: 'string', help: `comma-separated policies (default ${PLAN_POLICIES.join(',')})` },
   { name: 'measure', type: 'int', help: 'time N real decode steps for the base step time (loads the weights; default: estimate from weight bytes)' },
@@ -44,7 +46,7 @@ function intFlag(flags: Record<string, string | number | boolean>, name: string,
 export async function cmdPlan(argv: string[]): Promise<void> {
   const { flags, positional } = parseArgs(argv, PLAN_FLAGS);
   if (flags.help) {
-    process.stdout.write(`usage: bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--measure N] [--json]\n\n${helpText(PLAN_FLAGS)}\n`);
+    process.stdout.write(`usage: bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--kv-type T] [--measure N] [--json]\n\n${helpText(PLAN_FLAGS)}\n`);
     return;
   }
   if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the model goes after -m)');
@@ -54,6 +56,7 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   const kSpec = intFlag(flags, 'k-spec', DEFAULT_K_SPEC, 0, 4096)!;
   const ctxOpt = intFlag(flags, 'ctx-size', undefined, 1, 1 << 20);
   const batch = intFlag(flags, 'batch-size', 128, 1, 4096)!;
+  const kvType = flags['kv-type'] === undefined ? 'f32' : parseKVTypeFlag(flags['kv-type'] as string);
   const policies = flags.policies === undefined ? [...PLAN_POLICIES] : String(flags.policies).split(',').map((s) => s.trim());
   for (const p of policies) {
     try {
@@ -70,6 +73,12 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   if (!embd) throw new OptionError('--model', `${header.source} has no token_embd.weight (vocab-only file?)`);
   const hp = readHParams(header.metadata, header.source, embd.nElements / embd.shape[0]!);
   const contextLength = ctxOpt ?? hp.contextLength;
+  try {
+    kvElement(kvType, hp.nKVHeads, hp.headDim);
+  } catch (e) {
+    if (e instanceof OptionError) throw new OptionError('--kv-type', e.message.replace(/^option \S+: /, ''));
+    throw e;
+  }
   if (P + G > contextLength) throw new OptionError('--gen', `prompt ${P} + generation ${G} tokens exceed the context length ${contextLength} (see --ctx-size)`);
   const { wants, tied } = planWeights(header, hp);
   // Weights read per decoded token: every matrix, the embedding only when it doubles as the output head.
@@ -77,7 +86,7 @@ export async function cmdPlan(argv: string[]): Promise<void> {
     .filter(([name, w]) => w.kind === 'matrix' && (name !== 'token_embd.weight' || tied))
     .map(([, w]) => ({ type: w.info.type, bytes: w.info.nBytes }));
   const shape: ModelShape = {
-    nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength, batch, weights,
+    nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength, batch, weights, kvType,
   };
   const tokenBytes = kvTokenBytes(shape);
   if (budgetBytes !== undefined && Math.floor(budgetBytes / tokenBytes) < P + G) {
@@ -93,7 +102,7 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   if (measure !== undefined) {
     if (!Number.isInteger(measure) || measure < 1 || measure > 10000) throw new OptionError('--measure', `${measure} is not an integer in [1, 10000]`);
     err(`timing ${measure} decode steps...\n`);
-    const model = await loadModel(path, { contextLength: Math.max(contextLength, 32 + 8 + measure + 1), batchSize: batch, kv: { policy: 'static' } });
+    const model = await loadModel(path, { contextLength: Math.max(contextLength, 32 + 8 + measure + 1), batchSize: batch, kv: { policy: 'static', type: kvType } });
     try {
       shape.baseTokenNs = await measureBaseStepNs(model, constants, { steps: measure });
     } finally {
@@ -119,7 +128,7 @@ export async function cmdPlan(argv: string[]): Promise<void> {
 
   const out: string[] = [];
   const c = constants;
-  out.push(`model: ${header.source} (${hp.nLayers} layers, ${hp.nKVHeads} KV heads x ${hp.headDim}, KV ${formatBytes(tokenBytes)} per token), context ${contextLength}`);
+  out.push(`model: ${header.source} (${hp.nLayers} layers, ${hp.nKVHeads} KV heads x ${hp.headDim}, KV ${kvType} ${formatBytes(tokenBytes)} per token), context ${contextLength}`);
   out.push(`prompt ${P} tokens (chunks of ${batch}), generation ${G} tokens, kSpec ${kSpec}, budget ${budgetBytes === undefined ? 'none' : formatBytes(budgetBytes)}`);
   out.push(`calibration (${c.calibrationMs.toFixed(1)} ms):`);
   out.push(`  copy          ${c.copyNsPerByte.toFixed(4)} ns/B (${(1 / c.copyNsPerByte).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytes)})`);

@@ -39,6 +39,9 @@ import { bmcRule, concatRule, staticRule } from './cache.js';
 import type { KVGrowthRule } from './cache.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_BMC_R, parseKVFlag, validateKVOptions } from './options.js';
 import type { KVOptions } from './options.js';
+import { AttentionWorkspace, CONTIGUOUS_BLOCK_ROWS, attend, runHere } from './attend.js';
+import { kvElement, kvTokenBytesOf } from './element.js';
+import type { KVType } from './element.js';
 
 /** What the model needs to know about a model: the KV shape, and optionally what a decode step reads. */
 export interface ModelShape {
@@ -48,6 +51,8 @@ export interface ModelShape {
   contextLength: number;
   /** Query heads (default nKVHeads). */
   nHeads?: number;
+  /** How K and V values are stored (default 'f32'): sets the bytes per row. */
+  kvType?: KVType;
   /** Tokens per prefill chunk (the model's batch size, default 128). */
   batch?: number;
   /** Weight matrices read once per decoded token, by ggml type (for the base time estimate). */
@@ -141,9 +146,9 @@ const MiB = 1 << 20;
 export const R_TILE = 8;
 export const DEFAULT_K_SPEC = 8;
 
-/** KV bytes of one token over all layers, K and V (f32 rows). */
+/** KV bytes of one token over all layers, K and V (rows of the shape's element type). */
 export function kvTokenBytes(shape: ModelShape): number {
-  return 2 * shape.nLayers * shape.nKVHeads * shape.headDim * 4;
+  return kvTokenBytesOf(shape.kvType ?? 'f32', shape.nLayers, shape.nKVHeads, shape.headDim);
 }
 
 function checkShape(shape: ModelShape): void {
@@ -210,13 +215,19 @@ function fillRandom(kern: Kernels, ptr: number, n: number, seed: number): void {
 /** Allocations made by a calibration step, all freed at the end whatever happens. */
 class Allocs {
   private readonly ptrs: number[] = [];
+  private readonly others: Array<() => void> = [];
   constructor(private readonly kern: Kernels) {}
   alloc(bytes: number): number {
     const p = this.kern.alloc(bytes, 64);
     this.ptrs.push(p);
     return p;
   }
+  /** Something else to release with the allocations (first). */
+  onFree(f: () => void): void {
+    this.others.push(f);
+  }
   freeAll(): void {
+    for (const f of this.others.splice(0)) f();
     for (const p of this.ptrs.splice(0).reverse()) this.kern.free(p);
   }
 }
@@ -257,27 +268,39 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
   const block = 16;
   const m = new Allocs(kern);
   try {
-    const k = m.alloc(rowsHi * rowFloats * 4);
-    const v = m.alloc(rowsHi * rowFloats * 4);
+    const el = kvElement(shape.kvType ?? 'f32', nKVHeads, headDim);
+    const k = m.alloc(rowsHi * el.rowBytes);
+    const v = m.alloc(rowsHi * el.rowBytes);
     const q = m.alloc(qFloats * 4);
     const out = m.alloc(qFloats * 4);
-    const scratch = m.alloc(rowsHi * 4);
     const nBlocks = Math.ceil(rowsHi / block);
     const kt = m.alloc(nBlocks * 4);
     const vt = m.alloc(nBlocks * 4);
-    fillRandom(kern, k, rowsHi * rowFloats, 1);
-    fillRandom(kern, v, rowsHi * rowFloats, 2);
+    const ct = m.alloc(8);
+    // Random f32 rows stored in the element type, as the cache does.
+    const src = m.alloc(rowsHi * rowFloats * 4);
+    fillRandom(kern, src, rowsHi * rowFloats, 1);
+    kern.k.kv_store_rows(el.id, el.qBlock, src, k, rowsHi, rowFloats, el.rowBytes);
+    fillRandom(kern, src, rowsHi * rowFloats, 2);
+    kern.k.kv_store_rows(el.id, el.qBlock, src, v, rowsHi, rowFloats, el.rowBytes);
     fillRandom(kern, q, qFloats, 3);
     const kTab = new Uint32Array(kern.memory.buffer, kt, nBlocks);
     const vTab = new Uint32Array(kern.memory.buffer, vt, nBlocks);
     for (let b = 0; b < nBlocks; b++) {
-      kTab[b] = k + b * block * rowFloats * 4;
-      vTab[b] = v + b * block * rowFloats * 4;
+      kTab[b] = k + b * block * el.rowBytes;
+      vTab[b] = v + b * block * el.rowBytes;
     }
+    new Uint32Array(kern.memory.buffer, ct, 2).set([k, v]);
+    const ws = new AttentionWorkspace(kern, { nHeads, headDim, contextLength: rowsHi, batch: 1 });
+    m.onFree(() => ws.dispose());
     const scale = 1 / Math.sqrt(headDim);
+    const here = runHere(kern);
+    const views = [
+      { kTable: ct, vTable: ct + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el },
+      { kTable: kt, vTable: vt, blockRows: block, el },
+    ];
     const call = (rows: number, paged: boolean) => {
-      if (paged) kern.k.attention_paged(q, kt, vt, block, out, scratch, 1, nHeads, nKVHeads, headDim, rows - 1, rowFloats, qFloats, qFloats, scale);
-      else kern.k.attention(q, k, v, out, scratch, 1, nHeads, nKVHeads, headDim, rows - 1, rowFloats, qFloats, qFloats, scale);
+      attend(kern, ws, views[paged ? 1 : 0]!, { q, out, nQ: 1, pos0: rows - 1, nHeads, nKVHeads, headDim, qStride: qFloats, outStride: qFloats, scale }, here);
     };
     // Warm both kernels up, then pick the calls per timed run: about 0.25 ms of work at the longest length.
     const w0 = performance.now();
@@ -356,7 +379,7 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const copyBytes = Math.max(4096, Math.floor(opts.copyBytes ?? 8 * MiB));
   const attnRows = Math.max(2, Math.min(shape.contextLength, Math.floor(opts.attnRows ?? 512)));
   const matmulBytes = Math.max(4096, Math.floor(opts.matmulBytes ?? 4 * MiB));
-  const rowBytes = shape.nKVHeads * shape.headDim * 4;
+  const rowBytes = kvElement(shape.kvType ?? 'f32', shape.nKVHeads, shape.headDim).rowBytes;
   // A typical growth block: one layer's K (or V) for min(context, 256) rows.
   const allocBytes = rowBytes * Math.min(shape.contextLength, 256);
 
@@ -478,10 +501,12 @@ const calibrations = new WeakMap<Kernels, Map<string, CostConstants>>();
 export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants {
   let byShape = calibrations.get(kern);
   if (!byShape) calibrations.set(kern, (byShape = new Map()));
-  const key = `${shape.nLayers}/${shape.nKVHeads}/${shape.headDim}/${shape.contextLength}`;
+  const key = `${shape.nLayers}/${shape.nKVHeads}/${shape.headDim}/${shape.contextLength}/${shape.kvType ?? 'f32'}`;
   let c = byShape.get(key);
   if (!c) {
-    const kvShape: ModelShape = { nLayers: shape.nLayers, nKVHeads: shape.nKVHeads, headDim: shape.headDim, contextLength: shape.contextLength, nHeads: shape.nHeads };
+    const kvShape: ModelShape = {
+      nLayers: shape.nLayers, nKVHeads: shape.nKVHeads, headDim: shape.headDim, contextLength: shape.contextLength, nHeads: shape.nHeads, kvType: shape.kvType,
+    };
     try {
       c = calibrate(kern, kvShape, { copyBytes: 4 * MiB, attnRows: 512, reps: 3 });
     } catch (e) {
@@ -493,9 +518,10 @@ export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants 
   return c;
 }
 
-/** The `auto` rule of a cache on `kern` (calibrating on first use), with the budget of the KV options. */
-export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined }): KVGrowthRule {
-  return autoRule(calibrationFor(kern, shape), shape, { budgetBytes: o.budgetBytes });
+/** The `auto` rule of a cache on `kern` (calibrating on first use), with the budget and element type of the KV options. */
+export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined; type?: KVType }): KVGrowthRule {
+  const s = { ...shape, kvType: o.type ?? shape.kvType };
+  return autoRule(calibrationFor(kern, s), s, { budgetBytes: o.budgetBytes });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -545,13 +571,18 @@ function replayContiguous(c: CostConstants, shape: ModelShape, rule: KVGrowthRul
     len = need;
   }
   r.capacity = cap;
+  // The one-entry block tables of every layer, and f32 staging rows for the largest step unless rows are f32.
+  let maxStep = 0;
+  for (const { n } of steps(P, G, shape.batch ?? 128)) maxStep = Math.max(maxStep, n);
+  const staged = (shape.kvType ?? 'f32') === 'f32' ? 0 : 2 * maxStep * shape.nKVHeads * shape.headDim * 4;
+  r.overheadBytes = 8 * shape.nLayers + staged;
   return r;
 }
 
 /** Replays PagedKVCache (blocks added per step, staging rows for steps that cross a block boundary). */
 function replayPaged(c: CostConstants, shape: ModelShape, blockSize: number, P: number, G: number): Replay {
   const B = kvTokenBytes(shape);
-  const rowBytes = shape.nKVHeads * shape.headDim * 4;
+  const rowBytes = shape.nKVHeads * shape.headDim * 4; // f32 staging rows
   const maxBlocks = Math.ceil(shape.contextLength / blockSize);
   const r: Replay = { growths: 0, decodeGrowths: 0, bytesCopied: 0, peakBytes: 0, transientPeakBytes: 0, overheadBytes: 0, capacity: 0, decodeOverheadNs: 0, prefillOverheadNs: 0 };
   let blocks = 0;
@@ -571,7 +602,8 @@ function replayPaged(c: CostConstants, shape: ModelShape, blockSize: number, P: 
       blocks = want;
       r.peakBytes = Math.max(r.peakBytes, blocks * blockSize * B);
     }
-    if (n > 0 && Math.floor(len / blockSize) !== Math.floor((need - 1) / blockSize)) stageRows = Math.max(stageRows, n);
+    const crosses = Math.floor(len / blockSize) !== Math.floor((need - 1) / blockSize);
+    if (n > 0 && ((shape.kvType ?? 'f32') !== 'f32' || crosses)) stageRows = Math.max(stageRows, n);
     len = need;
   }
   r.transientPeakBytes = r.peakBytes;

@@ -1,10 +1,12 @@
 /**
  * KV cache in the wasm arena, behind one interface that hides the layout from the forward pass.
  *
- * Per layer, K and V rows are token-major (`nKVHeads * headDim` f32 per token). The forward pass asks the cache
- * where to write the n new rows of a layer (`newKeys` / `newValues`), applies biases and RoPE there, calls
- * `commitRows`, then `attend`, which runs the attention kernel that fits the layout. Attention is always bounded by
- * the real length, never by capacity.
+ * Per layer, K and V rows are token-major (`nKVHeads * headDim` values per token), stored as the element type of the
+ * options (engine/kv/element.ts: f32, f16 or q8_0). The forward pass asks the cache where to write the n new rows of
+ * a layer as f32 (`newKeys` / `newValues`), applies biases and RoPE there, calls `commitRows`, then `attend`, which
+ * runs the attention kernel over the layout (engine/kv/attend.ts). Attention is always bounded by the real length,
+ * never by capacity. f32 rows are written in place where the layout allows; f16 and q8_0 rows go through f32 staging
+ * rows that `commitRows` converts into the cache.
  *
  * Layouts:
  *  - contiguous (`ContiguousKVCache`): one block of `capacity` rows per layer for K and one for V. A growth rule
@@ -22,23 +24,30 @@ import { PagedKVCache } from './paged.js';
 import { autoRuleFor, deferredAutoRule } from './analytical.js';
 import { contextOverflow } from './options.js';
 import type { KVPolicyName, ResolvedKVOptions } from './options.js';
-import { KVLength, now } from './length.js';
+import { KVLength, StagingRows, now } from './length.js';
+import { CONTIGUOUS_BLOCK_ROWS, attend } from './attend.js';
+import type { AttentionWorkspace } from './attend.js';
+import { kvElement } from './element.js';
+import type { KVElement, KVType } from './element.js';
 export { now } from './length.js';
 
 export type { KVOptions, KVPolicyName, ResolvedKVOptions } from './options.js';
-export { validateKVOptions, parseKVFlag } from './options.js';
+export { validateKVOptions, parseKVFlag, parseKVTypeFlag } from './options.js';
+export type { KVType } from './element.js';
 
 export interface KVStats {
   policy: KVPolicyName;
+  /** Element type of the rows. */
+  type: KVType;
   /** The contiguous growth rule (e.g. 'bmc:64'), or 'paged:B'. */
   layout: string;
   length: number;
   /** Rows writable per layer without allocating. */
   capacity: number;
-  /** Bytes held by K and V rows over all layers. */
+  /** Bytes held by K and V rows over all layers (capacity rows of the element type). */
   bytes: number;
   peakBytes: number;
-  /** Other arena bytes the cache holds (paged: block tables and staging rows). */
+  /** Other arena bytes the cache holds (block tables, f32 staging rows). */
   overheadBytes: number;
   /** Steps that allocated because they did not fit (contiguous: (re)allocated the tensors, the first allocation
    *  included but not the up-front reservation of `static`; paged: added blocks). */
@@ -56,25 +65,28 @@ export interface KVCache {
   readonly policy: KVPolicyName;
   readonly length: number;
   readonly capacity: number;
-  /** Floats per row (nKVHeads * headDim). */
+  /** Values per row (nKVHeads * headDim). */
   readonly rowFloats: number;
+  /** How rows are stored (bytes per row included). */
+  readonly element: KVElement;
   /** Makes rows [length, length + n) writable (may allocate, and for contiguous layouts move the tensors). */
   reserve(n: number): void;
   /**
    * Where the projections write the K (V) rows [length, length + n) of layer `l` reserved by the last `reserve(n)`:
-   * n contiguous rows of `rowFloats` f32. Valid until the next reserve. Rows written there (biases and RoPE
-   * included) are final once `commitRows` returns.
+   * n contiguous rows of `rowFloats` f32 (the cache's own rows for f32 where the layout allows, else staging rows).
+   * Valid until the next reserve. Rows written there (biases and RoPE included) are final once `commitRows` returns.
    */
   newKeys(l: number): number;
   newValues(l: number): number;
-  /** Puts the n rows written at newKeys(l)/newValues(l) at positions pos0.. (pos0 = length): a no-op where they were written in place. */
+  /** Puts the n rows written at newKeys(l)/newValues(l) at positions pos0.. (pos0 = length), converting them to the
+   *  element type: a no-op where f32 rows were written in place. */
   commitRows(l: number, pos0: number, n: number): void;
   /**
    * Causal attention of nQ query rows at positions pos0.. over layer `l`'s rows 0..pos0+nQ-1 (see wasm/attention.ts
-   * for q/out strides). `scratch` holds, for each kernel thread, pos0 + nQ f32 at `scratchStride` bytes apart. Heads
-   * are split across the kernel threads. Every layout and thread count gives bit-identical results.
+   * for q/out strides) with the kernel workspace `ws`, split across the kernel threads by KV head and sequence block.
+   * Every layout, thread count and number of rows per call gives bit-identical results.
    */
-  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
+  attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
   /** Marks n reserved rows as written. */
   advance(n: number): void;
   /** Drops rows past `len` (rollback); no copy. */
@@ -136,10 +148,10 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
 
 /** The cache for one sequence. `rule` overrides the contiguous growth rule of `o.policy` (computed once per model). */
 export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule): KVCache {
-  if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize);
+  if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
   if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule)) rule = autoRuleFor(kern, shape, o);
-  return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy);
+  return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy, o.type);
 }
 
 export class ContiguousKVCache extends KVLength implements KVCache {
@@ -151,23 +163,36 @@ export class ContiguousKVCache extends KVLength implements KVCache {
   private growMs = 0;
   private peak = 0;
   private disposed = false;
+  /** Per layer one K and one V table entry (u32): the attention kernel addresses a contiguous layer as one block. */
+  private tables = 0;
+  private readonly stage: StagingRows;
   readonly rowFloats: number;
+  readonly element: KVElement;
 
   constructor(
     private readonly kern: Kernels,
     private readonly shape: KVShape,
     readonly rule: KVGrowthRule,
     readonly policy: KVPolicyName = rule.name.replace(/:.*/, '') as KVPolicyName,
+    type: KVType = 'f32',
   ) {
     super();
     this.rowFloats = shape.nKVHeads * shape.headDim;
-    const initial = this.clampCapacity(rule.initialCapacity(shape.contextLength), 0);
-    if (initial > 0) this.grow(initial);
+    this.element = kvElement(type, shape.nKVHeads, shape.headDim);
+    this.stage = new StagingRows(kern, this.rowFloats);
+    this.tables = kern.alloc(8 * shape.nLayers, 64);
+    try {
+      const initial = this.clampCapacity(rule.initialCapacity(shape.contextLength), 0);
+      if (initial > 0) this.grow(initial);
+    } catch (e) {
+      kern.free(this.tables);
+      throw e;
+    }
   }
 
   get capacity(): number { return this.cap; }
 
-  private get rowBytes(): number { return this.rowFloats * 4; }
+  private get rowBytes(): number { return this.element.rowBytes; }
 
   private clampCapacity(c: number, need: number): number {
     if (!Number.isFinite(c)) throw new RangeError(`KV growth rule ${this.rule.name} returned ${c}`);
@@ -177,6 +202,7 @@ export class ContiguousKVCache extends KVLength implements KVCache {
   reserve(n: number): void {
     const need = this.len + n;
     if (need > this.shape.contextLength) throw contextOverflow(need, this.shape.contextLength);
+    if (this.element.type !== 'f32') this.stage.ensure(n);
     if (need <= this.cap) return;
     this.grow(this.clampCapacity(this.rule.nextCapacity(this.len, need, this.cap, this.shape.contextLength), need));
     this.growths++;
@@ -205,6 +231,11 @@ export class ContiguousKVCache extends KVLength implements KVCache {
     this.copied += live * old.length;
     this.k = fresh.slice(0, this.shape.nLayers);
     this.v = fresh.slice(this.shape.nLayers);
+    const table = new Uint32Array(this.kern.memory.buffer, this.tables, 2 * this.shape.nLayers);
+    for (let l = 0; l < this.shape.nLayers; l++) {
+      table[2 * l] = this.k[l]!;
+      table[2 * l + 1] = this.v[l]!;
+    }
     this.cap = cap;
     this.peak = Math.max(this.peak, bytes * fresh.length);
     this.growMs += now() - t0;
@@ -214,27 +245,27 @@ export class ContiguousKVCache extends KVLength implements KVCache {
   keys(l: number): number { return this.k[l]!; }
   values(l: number): number { return this.v[l]!; }
 
-  newKeys(l: number): number { return this.k[l]! + this.len * this.rowBytes; }
-  newValues(l: number): number { return this.v[l]! + this.len * this.rowBytes; }
+  newKeys(l: number): number { return this.element.type === 'f32' ? this.k[l]! + this.len * this.rowBytes : this.stage.k; }
+  newValues(l: number): number { return this.element.type === 'f32' ? this.v[l]! + this.len * this.rowBytes : this.stage.v; }
 
-  commitRows(_l: number, pos0: number, n: number): void {
+  commitRows(l: number, pos0: number, n: number): void {
     if (pos0 !== this.len || pos0 + n > this.cap) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, capacity ${this.cap})`);
+    if (this.element.type === 'f32') return;
+    this.stage.store(this.element, 0, this.k[l]! + pos0 * this.rowBytes, this.v[l]! + pos0 * this.rowBytes, n);
   }
 
-  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+  attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
     if (pos0 + nQ > this.cap) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.cap})`);
-    this.kern.parallel([{
-      fn: 'attention_range',
-      args: [q, this.k[l]!, this.v[l]!, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
-      lo: 14, hi: 15, granule: 1, perThread: { arg: 4, stride: scratchStride }, work: 2 * nQ * nHeads * headDim * (pos0 + nQ),
-    }]);
+    const view = { kTable: this.tables + 8 * l, vTable: this.tables + 8 * l + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el: this.element };
+    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
   }
 
   stats(): KVStats {
     return {
-      policy: this.policy, layout: this.rule.name, length: this.len, capacity: this.cap,
-      bytes: this.cap * this.rowBytes * 2 * this.shape.nLayers, peakBytes: this.peak, overheadBytes: 0,
+      policy: this.policy, type: this.element.type, layout: this.rule.name, length: this.len, capacity: this.cap,
+      bytes: this.cap * this.rowBytes * 2 * this.shape.nLayers, peakBytes: this.peak,
+      overheadBytes: (this.tables ? 8 * this.shape.nLayers : 0) + this.stage.bytes,
       growths: this.growths, bytesCopied: this.copied, growthMs: this.growMs,
     };
   }
@@ -243,6 +274,9 @@ export class ContiguousKVCache extends KVLength implements KVCache {
     if (this.disposed) return;
     this.disposed = true;
     for (const p of [...this.k, ...this.v]) this.kern.free(p);
+    this.kern.free(this.tables);
+    this.stage.dispose();
+    this.tables = 0;
     this.k = [];
     this.v = [];
     this.cap = 0;

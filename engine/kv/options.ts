@@ -1,8 +1,11 @@
 /**
- * KV cache options: the library form `kv: { policy, r, blockSize, budgetBytes }` and the CLI form
- * `--kv concat|static|bmc:R|paged:B|auto`. Every invalid value is an OptionError naming the field (or the flag).
+ * KV cache options: the library form `kv: { policy, r, blockSize, budgetBytes, type }` and the CLI forms
+ * `--kv concat|static|bmc:R|paged:B|auto` and `--kv-type f32|f16|q8_0`. Every invalid value is an OptionError naming
+ * the field (or the flag).
  */
 import { OptionError } from '../errors.js';
+import { DEFAULT_KV_TYPE, KV_TYPES } from './element.js';
+import type { KVType } from './element.js';
 
 export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto';
 
@@ -17,6 +20,8 @@ export interface KVOptions {
   blockSize?: number;
   /** Upper bound of KV bytes for `auto` (all layers, K and V); default: no bound beyond the memory limit. */
   budgetBytes?: number;
+  /** How K and V values are stored: 'f32' (default), 'f16' or 'q8_0' (engine/kv/element.ts). */
+  type?: KVType;
 }
 
 /** Options after validation, defaults filled in. */
@@ -25,6 +30,7 @@ export interface ResolvedKVOptions {
   r: number;
   blockSize: number;
   budgetBytes: number | undefined;
+  type: KVType;
 }
 
 export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
@@ -46,7 +52,16 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (budgetBytes !== undefined && (typeof budgetBytes !== 'number' || !Number.isSafeInteger(budgetBytes) || budgetBytes < 1)) {
     throw new OptionError('kv.budgetBytes', `${String(budgetBytes)} is not a positive integer`);
   }
-  return { policy, r, blockSize, budgetBytes };
+  const type = o?.type ?? DEFAULT_KV_TYPE;
+  if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
+  return { policy, r, blockSize, budgetBytes, type };
+}
+
+/** Parses `--kv-type f32|f16|q8_0`; anything else is an OptionError naming the flag. */
+export function parseKVTypeFlag(text: string): KVType {
+  const t = typeof text === 'string' ? text.trim() : text;
+  if (!KV_TYPES.includes(t as KVType)) throw new OptionError('--kv-type', `"${String(text)}": expected ${KV_TYPES.join(', ')}`);
+  return t as KVType;
 }
 
 /**

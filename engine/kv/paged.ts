@@ -1,12 +1,14 @@
 /**
  * Paged KV cache (vLLM-style): per layer, K and V live in fixed blocks of B tokens (token-major inside a block, a row
- * is nKVHeads * headDim f32), allocated from the arena one block at a time as the sequence grows, and found through a
- * block table (u32 block base pointers, in the arena) that the `attention_paged` kernel walks. Growth never copies.
+ * is nKVHeads * headDim values of the element type), allocated from the arena one block at a time as the sequence
+ * grows, and found through a block table (u32 block base pointers, in the arena) that the attention kernel walks.
+ * Growth never copies.
  *
- * Writing new rows: when the n rows of a step fall inside one block (always for single-token decoding with B > 1 or
- * when a block boundary is not crossed), the projections write straight into that block and `commitRows` does
- * nothing. Otherwise they write into staging rows owned by the cache, and `commitRows` copies them into their blocks:
- * that copy is part of writing rows, not growth, so it is not counted in `bytesCopied`.
+ * Writing new rows: with f32 rows, when the n rows of a step fall inside one block (always for single-token decoding
+ * with B > 1 or when a block boundary is not crossed), the projections write straight into that block and
+ * `commitRows` does nothing. Otherwise (a boundary crossed, or f16/q8_0 rows) they write f32 staging rows owned by
+ * the cache, and `commitRows` stores them into their blocks: that is part of writing rows, not growth, so it is not
+ * counted in `bytesCopied`.
  *
  * Rollback (`truncate`) only lowers the length: blocks past the new length stay allocated as spare rows and are
  * reused by the next steps; they are freed by `dispose`. New blocks are zeroed, so spare rows are always finite.
@@ -14,12 +16,17 @@
 import { OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
-import { KVLength, now } from './length.js';
+import { KVLength, StagingRows, now } from './length.js';
 import { contextOverflow } from './options.js';
+import { attend } from './attend.js';
+import type { AttentionWorkspace } from './attend.js';
+import { kvElement } from './element.js';
+import type { KVElement, KVType } from './element.js';
 
 export class PagedKVCache extends KVLength implements KVCache {
   readonly policy = 'paged' as const;
   readonly rowFloats: number;
+  readonly element: KVElement;
   private readonly rowBytes: number;
   private readonly maxBlocks: number;
   /** 2 * nLayers tables of maxBlocks u32: layer l's K table at tables + 8*l*maxBlocks, its V table right after. */
@@ -27,9 +34,7 @@ export class PagedKVCache extends KVLength implements KVCache {
   private readonly kBlocks: number[][] = [];
   private readonly vBlocks: number[][] = [];
   private nBlocks = 0;
-  private stageK = 0;
-  private stageV = 0;
-  private stageRows = 0;
+  private readonly stage: StagingRows;
   /** Whether the rows reserved last go through the staging rows (they cross a block boundary). */
   private staged = false;
   private growths = 0;
@@ -37,10 +42,12 @@ export class PagedKVCache extends KVLength implements KVCache {
   private peak = 0;
   private disposed = false;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly blockSize: number) {
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly blockSize: number, type: KVType = 'f32') {
     super();
     this.rowFloats = shape.nKVHeads * shape.headDim;
-    this.rowBytes = this.rowFloats * 4;
+    this.element = kvElement(type, shape.nKVHeads, shape.headDim);
+    this.rowBytes = this.element.rowBytes;
+    this.stage = new StagingRows(kern, this.rowFloats);
     this.maxBlocks = Math.ceil(shape.contextLength / blockSize);
     for (let l = 0; l < shape.nLayers; l++) {
       this.kBlocks.push([]);
@@ -65,23 +72,8 @@ export class PagedKVCache extends KVLength implements KVCache {
     const want = Math.ceil(need / this.blockSize);
     if (want > this.nBlocks) this.addBlocks(want - this.nBlocks);
     const B = this.blockSize;
-    this.staged = n > 0 && Math.floor(this.len / B) !== Math.floor((need - 1) / B);
-    if (this.staged && this.stageRows < n) {
-      const old = [this.stageK, this.stageV];
-      const bytes = n * this.rowBytes;
-      const k = this.kern.alloc(bytes, 64);
-      let v: number;
-      try {
-        v = this.kern.alloc(bytes, 64);
-      } catch (e) {
-        this.kern.free(k);
-        throw e;
-      }
-      for (const p of old) if (p) this.kern.free(p);
-      this.stageK = k;
-      this.stageV = v;
-      this.stageRows = n;
-    }
+    this.staged = n > 0 && (this.element.type !== 'f32' || Math.floor(this.len / B) !== Math.floor((need - 1) / B));
+    if (this.staged) this.stage.ensure(n);
   }
 
   /** Adds `count` zeroed blocks to every layer's K and V, all or nothing. */
@@ -125,39 +117,33 @@ export class PagedKVCache extends KVLength implements KVCache {
     return blocks[Math.floor(pos / this.blockSize)]! + (pos % this.blockSize) * this.rowBytes;
   }
 
-  newKeys(l: number): number { return this.staged ? this.stageK : this.rowAt(this.kBlocks[l]!, this.len); }
-  newValues(l: number): number { return this.staged ? this.stageV : this.rowAt(this.vBlocks[l]!, this.len); }
+  newKeys(l: number): number { return this.staged ? this.stage.k : this.rowAt(this.kBlocks[l]!, this.len); }
+  newValues(l: number): number { return this.staged ? this.stage.v : this.rowAt(this.vBlocks[l]!, this.len); }
 
   commitRows(l: number, pos0: number, n: number): void {
     if (pos0 !== this.len || pos0 + n > this.capacity) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, capacity ${this.capacity})`);
     if (!this.staged) return;
-    if (n > this.stageRows) throw new RangeError(`KV commit of ${n} rows, more than reserved`);
     const B = this.blockSize;
-    const copy = this.kern.k.copy;
     for (let i = 0; i < n;) {
       const pos = pos0 + i;
       const run = Math.min(B - (pos % B), n - i);
-      copy(this.rowAt(this.kBlocks[l]!, pos), this.stageK + i * this.rowBytes, run * this.rowBytes);
-      copy(this.rowAt(this.vBlocks[l]!, pos), this.stageV + i * this.rowBytes, run * this.rowBytes);
+      this.stage.store(this.element, i, this.rowAt(this.kBlocks[l]!, pos), this.rowAt(this.vBlocks[l]!, pos), run);
       i += run;
     }
   }
 
-  attend(l: number, q: number, out: number, scratch: number, scratchStride: number, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+  attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
     if (pos0 + nQ > this.capacity) throw new RangeError(`KV attention over ${pos0 + nQ} rows (capacity ${this.capacity})`);
-    this.kern.parallel([{
-      fn: 'attention_paged_range',
-      args: [q, this.kTable(l), this.vTable(l), this.blockSize, out, scratch, nQ, nHeads, nKVHeads, headDim, pos0, this.rowFloats, qStride, outStride, scale, 0, nHeads],
-      lo: 15, hi: 16, granule: 1, perThread: { arg: 5, stride: scratchStride }, work: 2 * nQ * nHeads * headDim * (pos0 + nQ),
-    }]);
+    const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: this.blockSize, el: this.element };
+    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
   }
 
   stats(): KVStats {
     return {
-      policy: 'paged', layout: `paged:${this.blockSize}`, length: this.len, capacity: this.capacity,
+      policy: 'paged', type: this.element.type, layout: `paged:${this.blockSize}`, length: this.len, capacity: this.capacity,
       bytes: this.nBlocks * this.blockBytes * 2 * this.shape.nLayers, peakBytes: this.peak,
-      overheadBytes: (this.tables ? this.tableBytes : 0) + 2 * this.stageRows * this.rowBytes,
+      overheadBytes: (this.tables ? this.tableBytes : 0) + this.stage.bytes,
       growths: this.growths, bytesCopied: 0, growthMs: this.growMs, blockSize: this.blockSize, blocks: this.nBlocks,
     };
   }
@@ -169,9 +155,9 @@ export class PagedKVCache extends KVLength implements KVCache {
       for (const p of this.kBlocks[l]!.splice(0)) this.kern.free(p);
       for (const p of this.vBlocks[l]!.splice(0)) this.kern.free(p);
     }
-    for (const p of [this.stageK, this.stageV, this.tables]) if (p) this.kern.free(p);
-    this.stageK = this.stageV = this.tables = 0;
-    this.stageRows = 0;
+    if (this.tables) this.kern.free(this.tables);
+    this.stage.dispose();
+    this.tables = 0;
     this.nBlocks = 0;
     this.len = 0;
   }

@@ -8,6 +8,7 @@
  * attention runs through the cache, which picks the kernel for its layout: the graph never sees the layout.
  */
 import type { KVCache } from '../kv/cache.js';
+import { AttentionWorkspace, attentionWorkspaceBytes } from '../kv/attend.js';
 import type { Kernels } from '../runtime/kernels.js';
 import type { LlamaHParams } from './hparams.js';
 import { RopeTable } from './rope.js';
@@ -20,8 +21,7 @@ interface Scratch {
   x: number; xb: number; q: number; att: number; xb2: number; hb: number; hb2: number;
   /** Activations in the formats the weight types take (a group of up to 3 matrices needs at most 3 formats). */
   act: number[];
-  /** Attention scores: one row of contextLength f32 per kernel thread, scoresStride bytes apart. */
-  scores: number; rope: number; logits: number;
+  rope: number; logits: number;
 }
 
 /** Output rows per thread share are multiples of this (the matmul kernels' row tile). */
@@ -35,7 +35,8 @@ export function scratchBytes(hp: LlamaHParams, batch: number, contextLength: num
   const f = (n: number) => Math.ceil((n * 4) / 64) * 64;
   const act = f(batch * maxCols) + 64;
   return f(batch * hp.dim) * 3 + f(batch * qDim) * 2 + f(batch * hp.ffnDim) * 2 + act * 3 +
-    f(contextLength) * threads + f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
+    attentionWorkspaceBytes({ nHeads: hp.nHeads, headDim: hp.headDim, contextLength, batch }, threads) +
+    f(batch * hp.headDim) + f(LOGITS_ROWS * hp.nVocab);
 }
 
 /** One matrix multiply of a group: y (n rows, ldy apart) = m · x. */
@@ -46,7 +47,7 @@ export class LlamaGraph {
   private readonly ptrs: number[] = [];
   private readonly rope: RopeTable;
   private readonly ropeRow: Float32Array;
-  private readonly scoresStride: number;
+  private attn: AttentionWorkspace | undefined;
 
   constructor(
     private readonly kern: Kernels,
@@ -65,14 +66,14 @@ export class LlamaGraph {
     // Room for the largest activation format: f32-sized rounded copies (q8 blocks need at most 36 bytes per 32 values,
     // q8_k 292 per 256).
     const actBytes = batch * maxCols * 4 + 64;
-    this.scoresStride = Math.ceil((contextLength * 4) / 64) * 64;
     try {
       this.s = {
         x: a(batch * hp.dim), xb: a(batch * hp.dim), xb2: a(batch * hp.dim),
         q: a(batch * qDim), att: a(batch * qDim), hb: a(batch * hp.ffnDim), hb2: a(batch * hp.ffnDim),
-        act: [a(actBytes / 4), a(actBytes / 4), a(actBytes / 4)], scores: a((this.scoresStride / 4) * kern.threads),
+        act: [a(actBytes / 4), a(actBytes / 4), a(actBytes / 4)],
         rope: a(batch * hp.headDim), logits: a(LOGITS_ROWS * hp.nVocab),
       };
+      this.attn = new AttentionWorkspace(kern, { nHeads: hp.nHeads, headDim: hp.headDim, contextLength, batch });
     } catch (e) {
       this.dispose();
       throw e;
@@ -83,6 +84,8 @@ export class LlamaGraph {
 
   dispose(): void {
     for (const p of this.ptrs.splice(0)) this.kern.free(p);
+    this.attn?.dispose();
+    this.attn = undefined;
   }
 
   /** Matrix multiplies of n activation rows as one job: each matrix's output rows are split across the threads. */
@@ -157,7 +160,7 @@ export class LlamaGraph {
       k.rope(s.q, s.rope, n, hp.nHeads, hp.headDim, qDim, 0);
       k.rope(kRows, s.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
       kv.commitRows(l, pos0, n);
-      kv.attend(l, s.q, s.att, s.scores, this.scoresStride, n, pos0, hp.nHeads, qDim, qDim, scale);
+      kv.attend(l, s.q, s.att, this.attn!, n, pos0, hp.nHeads, qDim, qDim, scale);
       const ain = this.inputs(s.att, n, qDim);
       this.matmuls(n, [[L.wo, ain(L.wo), s.xb2]]);
       this.addBias(s.xb2, L.bo, n, hp.dim);

@@ -14,11 +14,13 @@ import { withSharedMemoryFlag } from './wasm-binary.js';
 
 type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
 type RowFn = (src: number, dst: number, nElems: number) => void;
-type AttentionFn = (q: number, k: number, v: number, out: number, scratch: number, nQ: number, nHeads: number, nKvHeads: number,
-  headDim: number, pos0: number, kvStrideFloats: number, qStrideFloats: number, outStrideFloats: number, scale: number) => void;
-type PagedAttentionFn = (q: number, kTable: number, vTable: number, blockRows: number, out: number, scratch: number, nQ: number,
-  nHeads: number, nKvHeads: number, headDim: number, pos0: number, kvRowFloats: number, qStrideFloats: number, outStrideFloats: number,
-  scale: number) => void;
+/** wasm/attention.ts: partial results of work items w0..w1 (sequence block b = w / nKvHeads, kv head g = w % nKvHeads). */
+type AttnPartialsFn = (q: number, queries: number, kTable: number, vTable: number, blockRows: number, kvType: number, qBlock: number, part: number,
+  scratch: number, nQ: number, nHeads: number, nKvHeads: number, headDim: number, pos0: number, rowBytes: number, qStrideFloats: number,
+  scale: number, w0: number, w1: number) => void;
+/** wasm/attention.ts: folds the partials of rows r0..r1 into out. */
+type AttnMergeFn = (part: number, out: number, nQ: number, nHeads: number, headDim: number, pos0: number, outStrideFloats: number,
+  r0: number, r1: number) => void;
 
 /** Every export of the kernel module with its signature (numbers are i32 offsets/counts or f32/f64 scalars). */
 export type KernelExports = {
@@ -76,10 +78,16 @@ export type KernelExports = {
   softmax_scalar(x: number, n: number): void;
   exp_f32_array(src: number, dst: number, n: number): void;
   exp_f32_array_scalar(src: number, dst: number, n: number): void;
-  attention: AttentionFn;
-  attention_scalar: AttentionFn;
-  attention_paged: PagedAttentionFn;
-  attention_paged_scalar: PagedAttentionFn;
+  attn_partials: AttnPartialsFn;
+  attn_partials_scalar: AttnPartialsFn;
+  attn_merge: AttnMergeFn;
+  attn_merge_scalar: AttnMergeFn;
+  attn_queries(kvType: number, qBlock: number, q: number, queries: number, nHeads: number, headDim: number, qStrideFloats: number, r0: number, r1: number): void;
+  attn_scratch_bytes(headDim: number): number;
+  attn_query_bytes(headDim: number): number;
+  attn_seq_block(): number;
+  attn_contiguous_rows(): number;
+  kv_store_rows(kvType: number, qBlock: number, src: number, dst: number, nRows: number, rowFloats: number, rowBytes: number): void;
 };
 
 export interface ArenaStats {

@@ -4,11 +4,15 @@
  * allow for that cost, and llama.cpp's figures on the same shapes with the project's goals.
  */
 import { GGML_TYPES } from '../../engine/gguf/types.js';
+import { kvElement } from '../../engine/kv/element.js';
+import type { KVType } from '../../engine/kv/element.js';
 
 /** What the cost needs to know about a model: its hyperparameters and its tensors as stored (ModelInfo has both). */
 export interface CostModel {
   hp: { dim: number; nLayers: number; nHeads: number; nKVHeads: number; headDim: number; ffnDim: number; nVocab: number };
   tensors: ReadonlyArray<{ name: string; type: string; shape: readonly number[]; bytes: number }>;
+  /** How the KV cache stores K and V (default f32). */
+  kvType?: KVType;
 }
 
 export interface TokenCost {
@@ -63,7 +67,7 @@ function parts(m: CostModel): Parts {
   return p;
 }
 
-const kvBytesAt = (m: CostModel, rows: number) => 2 * m.hp.nLayers * rows * m.hp.nKVHeads * m.hp.headDim * 4;
+const kvBytesAt = (m: CostModel, rows: number) => 2 * m.hp.nLayers * rows * kvElement(m.kvType ?? 'f32', m.hp.nKVHeads, m.hp.headDim).rowBytes;
 const attentionOpsAt = (m: CostModel, rows: number) => m.hp.nLayers * 4 * m.hp.nHeads * m.hp.headDim * rows;
 
 function total(c: Omit<TokenCost, 'bytes'>): TokenCost {

@@ -25,6 +25,8 @@ export const SHAPES: Record<string, TinyLlamaOptions & { note: string }> = {
   'stories15m-f32': { ...STORIES, type: 'F32', note: 'stories15M shape' },
   'stories15m-f16': { ...STORIES, type: 'F16', note: 'stories15M shape' },
   'stories15m-q8_0': { ...STORIES, type: 'Q8_0', note: 'stories15M shape' },
+  // The same with a 512-token vocabulary (the long-context bench: attention dominates sooner).
+  'stories15m-v512-q8_0': { ...STORIES, vocab: 512, type: 'Q8_0', note: 'stories15M shape, vocab 512' },
   'stories15m-q4_0': { ...STORIES, type: 'Q4_0', note: 'stories15M shape' },
   'stories15m-q4_k': { ...STORIES, type: 'Q5_0', matrixType: q4kMix, note: 'stories15M shape, Q4_K_M-like mix: Q4_K ffn_down, Q5_0 elsewhere, Q8_0 output' },
   // TinyLlama-1.1B: dim 2048, 32 heads / 4 KV heads, ffn 5632, vocab 32000; 4 of its 22 layers so that it runs in minutes.

@@ -1,0 +1,142 @@
+/**
+ * Running the attention kernel (wasm/attention.ts) over a KV layout. A call is up to three jobs: the queries prepared
+ * for f16/q8 rows (prescaled or quantized once), the partial results of every work item (a KV head with its query
+ * heads, over one sequence block of ATTN_SEQ_BLOCK positions) split across the threads, then their merge, split by
+ * query rows. The sequence blocks are fixed by position, never by the thread
+ * count, and the merge folds them in order, so results are identical for any thread count, any layout, and any
+ * number of query rows in a call (rows are independent: prefill gives the same bits as one token at a time).
+ *
+ * The workspace (per-thread scratch and the partials) belongs to the model's graph and is shared by its sessions.
+ */
+import type { Kernels } from '../runtime/kernels.js';
+import type { PoolCall } from '../runtime/pool.js';
+import type { KVElement } from './element.js';
+
+/** Positions per sequence block: wasm/attention.ts SEQ_BLOCK (a test checks they agree). */
+export const ATTN_SEQ_BLOCK = 128;
+/** Table block size that makes a one-entry table address a contiguous cache: wasm/attention.ts TABLE_CONTIGUOUS. */
+export const CONTIGUOUS_BLOCK_ROWS = 1 << 30;
+/** Bytes for partial results (at least one row at the full context); a call takes as many query rows as fit. */
+const PART_BUDGET = 4 << 20;
+
+/** Per-thread scratch bytes of the kernel for a head size: wasm/attention.ts attn_scratch_bytes. */
+export function attnScratchBytes(headDim: number): number {
+  const hd4 = (headDim + 3) & ~3;
+  return (3 * ATTN_SEQ_BLOCK + 2 * ATTN_SEQ_BLOCK * hd4) * 4 + 64;
+}
+
+/** Bytes of one prepared query head: wasm/attention.ts attn_query_bytes. */
+export function attnQueryBytes(headDim: number): number {
+  return (((headDim + 3) & ~3) + 4) * 4;
+}
+
+const align64 = (n: number) => Math.ceil(n / 64) * 64;
+
+export interface AttentionShape { nHeads: number; headDim: number; contextLength: number; batch: number }
+
+/** Bytes of one query row's partial results over `positions` positions. */
+function partRowBytes(nHeads: number, headDim: number, positions: number): number {
+  return nHeads * Math.ceil(positions / ATTN_SEQ_BLOCK) * (headDim + 4) * 4;
+}
+
+/**
+ * The buffer sizes: partials (a batch of rows at the full context, but within the budget unless one row needs more),
+ * prepared queries (a batch of rows).
+ */
+function sizes(s: AttentionShape): { part: number; queries: number } {
+  const row = partRowBytes(s.nHeads, s.headDim, s.contextLength);
+  return {
+    part: Math.max(row, Math.min(PART_BUDGET, s.batch * row)),
+    queries: s.batch * s.nHeads * attnQueryBytes(s.headDim),
+  };
+}
+
+/** Arena bytes of a workspace (for the memory plan). */
+export function attentionWorkspaceBytes(s: AttentionShape, threads: number): number {
+  const z = sizes(s);
+  return align64(attnScratchBytes(s.headDim)) * threads + align64(z.part) + align64(z.queries);
+}
+
+export class AttentionWorkspace {
+  readonly scratch: number;
+  readonly scratchStride: number;
+  readonly part: number;
+  readonly partBytes: number;
+  /** The prepared queries of a call (attn_queries), for up to `batch` rows. */
+  readonly queries: number;
+  readonly batch: number;
+
+  constructor(private readonly kern: Kernels, s: AttentionShape) {
+    this.scratchStride = align64(attnScratchBytes(s.headDim));
+    const z = sizes(s);
+    this.partBytes = z.part;
+    this.batch = s.batch;
+    const ptrs: number[] = [];
+    try {
+      for (const bytes of [this.scratchStride * kern.threads, z.part, z.queries]) {
+        ptrs.push(kern.alloc(bytes, 64));
+      }
+    } catch (e) {
+      for (const x of ptrs) kern.free(x);
+      throw e;
+    }
+    [this.scratch, this.part, this.queries] = ptrs as [number, number, number];
+  }
+
+  dispose(): void {
+    for (const x of [this.scratch, this.part, this.queries]) this.kern.free(x);
+  }
+}
+
+/** Where a layer's rows are: block tables (u32 base pointers) of `blockRows` positions each, and their element type. */
+export interface KVRowsView {
+  kTable: number;
+  vTable: number;
+  blockRows: number;
+  el: KVElement;
+}
+
+export interface AttendArgs {
+  q: number; out: number; nQ: number; pos0: number; nHeads: number; nKVHeads: number; headDim: number;
+  qStride: number; outStride: number; scale: number;
+}
+
+/**
+ * Causal attention of rows pos0.. over the rows of `view` (see wasm/attention.ts for q/out strides). `run` executes a
+ * job (default: across the kernel threads); the calibration passes one that stays on the calling thread.
+ */
+export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, a: AttendArgs,
+  run: (calls: PoolCall[]) => void = (c) => kern.parallel(c)): void {
+  const { nHeads, nKVHeads, headDim } = a;
+  if (a.nQ > ws.batch) throw new RangeError(`attention of ${a.nQ} query rows, more than the workspace's ${ws.batch}`);
+  // Rows per call: as many as the partials buffer holds at the longest row of this call (rows are independent).
+  const perCall = Math.max(1, Math.floor(ws.partBytes / partRowBytes(nHeads, headDim, a.pos0 + a.nQ)));
+  for (let r0 = 0; r0 < a.nQ; r0 += perCall) {
+    const n = Math.min(perCall, a.nQ - r0);
+    const pos0 = a.pos0 + r0;
+    const nSb = Math.ceil((pos0 + n) / ATTN_SEQ_BLOCK);
+    const q = a.q + r0 * a.qStride * 4;
+    if (view.el.type !== 'f32') {
+      run([{ fn: 'attn_queries', args: [view.el.id, view.el.qBlock, q, ws.queries, nHeads, headDim, a.qStride, 0, n], lo: 7, hi: 8, granule: 1, work: 8 * n * nHeads * headDim }]);
+    }
+    run([{
+      fn: 'attn_partials',
+      args: [q, ws.queries, view.kTable, view.vTable, view.blockRows, view.el.id, view.el.qBlock, ws.part, ws.scratch,
+        n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb],
+      lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * n * nHeads * headDim * (pos0 + n),
+    }]);
+    run([{
+      fn: 'attn_merge',
+      args: [ws.part, a.out + r0 * a.outStride * 4, n, nHeads, headDim, pos0, a.outStride, 0, n],
+      lo: 7, hi: 8, granule: 1, work: 2 * n * nHeads * nSb * headDim,
+    }]);
+  }
+}
+
+/** Runs each call whole on the calling thread. */
+export function runHere(kern: Kernels): (calls: PoolCall[]) => void {
+  const k = kern.k as unknown as Record<string, (...a: number[]) => void>;
+  return (calls) => {
+    for (const c of calls) k[c.fn]!(...c.args);
+  };
+}
