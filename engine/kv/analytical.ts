@@ -493,9 +493,12 @@ export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants 
   return c;
 }
 
-/** The `auto` rule of a cache on `kern` (calibrating on first use), with the budget of the KV options. */
-export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined }): KVGrowthRule {
-  return autoRule(calibrationFor(kern, shape), shape, { budgetBytes: o.budgetBytes });
+/**
+ * The `auto` rule of a cache on `kern` (calibrating on first use), with the budget of the KV options and the most
+ * draft tokens of a speculative verify pass (`kSpec`, default DEFAULT_K_SPEC): R >= kSpec + 1.
+ */
+export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined; kSpec?: number | undefined }): KVGrowthRule {
+  return autoRule(calibrationFor(kern, shape), shape, { budgetBytes: o.budgetBytes, kSpec: o.kSpec });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
