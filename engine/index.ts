@@ -8,7 +8,7 @@ export type { SamplingOptions } from './generate/sampling.js';
 export type { KVOptions, KVPolicyName } from './kv/options.js';
 export { parseKVFlag } from './kv/options.js';
 export type { KVStats, KVGrowthRule } from './kv/cache.js';
-export { BmcError, GGUFFormatError, UnsupportedError, OptionError, OutOfMemoryError, SourceError, DisposedError } from './errors.js';
+export { BmcError, GGUFFormatError, UnsupportedError, OptionError, OutOfMemoryError, SourceError, DisposedError, VocabMismatchError } from './errors.js';
 export { readGGUFHeader } from './gguf/reader.js';
 export type { GGUFHeader, GGUFTensorInfo, GGUFValue } from './gguf/reader.js';
 export { bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';

@@ -45,8 +45,15 @@ export interface SpeculationStats {
   /** Draft tokens proposed, and of them accepted. */
   drafted: number;
   accepted: number;
-  /** accepted / drafted (0 when nothing was drafted). */
+  /** accepted / drafted (0 when nothing was drafted): drafts after a rejection count as not accepted. */
   acceptanceRate: number;
+  /**
+   * Per-token acceptance: accepted / (accepted + rejections), the probability that a draft is kept once the drafts
+   * before it were (the rate a controlled drafter sets, and the one adaptive k estimates).
+   */
+  tokenAcceptance: number;
+  /** Passes that ended with a rejected draft. */
+  rejections: number;
   /** Generated tokens per target pass (plain decoding: 1). */
   tokensPerPass: number;
   /** Drafts asked for in the last pass (adaptive k moves it). */
@@ -101,7 +108,7 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
     const spec = opts.draft === undefined ? undefined : await openSpeculation(model, opts.draft, sampling, opts.signal);
     let session: Session | undefined;
     const sp: SpeculationStats | undefined = spec && {
-      drafter: spec.drafter.name, passes: 0, drafted: 0, accepted: 0, acceptanceRate: 0, tokensPerPass: 0, k: spec.control.k,
+      drafter: spec.drafter.name, passes: 0, drafted: 0, accepted: 0, acceptanceRate: 0, tokenAcceptance: 0, rejections: 0, tokensPerPass: 0, k: spec.control.k,
       draftMs: 0, targetKV: undefined, draftKV: undefined,
     };
     if (sp) stats.speculative = sp;
@@ -195,6 +202,7 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
         if (sp) {
           sp.drafted += drafts.length;
           sp.accepted += a;
+          if (a < drafts.length) sp.rejections++;
           spec!.control.update(drafts.length, a);
         }
         // Keep the context and the accepted drafts; the model's own token becomes the next pending one.
@@ -213,6 +221,7 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
     } finally {
       if (sp) {
         sp.acceptanceRate = sp.drafted > 0 ? sp.accepted / sp.drafted : 0;
+        sp.tokenAcceptance = sp.accepted + sp.rejections > 0 ? sp.accepted / (sp.accepted + sp.rejections) : 0;
         sp.tokensPerPass = sp.passes > 0 ? stats.generatedTokens / sp.passes : 0;
         sp.targetKV = session?.kvStats();
         const dk = (spec!.drafter as { kvStats?: () => KVStats }).kvStats;
