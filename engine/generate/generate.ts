@@ -60,9 +60,7 @@ export interface SpeculationStats {
   k: number;
   /** Milliseconds spent in the drafter. */
   draftMs: number;
-  /** Target KV cache at the end: growths and bytes copied (rollback copies nothing; growth may). */
-  targetKV: KVStats | undefined;
-  /** The draft model's KV cache, if the drafter has one. */
+  /** The draft model's KV cache at the end, if the drafter has one (the target's is GenerationStats.kv). */
   draftKV: KVStats | undefined;
 }
 
@@ -72,6 +70,8 @@ export interface GenerationStats {
   generatedTokens: number;
   generateMs: number;
   stopReason: StopReason | undefined;
+  /** The KV cache at the end: growths, bytes copied (rollback copies nothing; growth may), peak bytes. */
+  kv?: KVStats;
   /** Present when generating with `draft`. */
   speculative?: SpeculationStats;
 }
@@ -109,7 +109,7 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
     let session: Session | undefined;
     const sp: SpeculationStats | undefined = spec && {
       drafter: spec.drafter.name, passes: 0, drafted: 0, accepted: 0, acceptanceRate: 0, tokenAcceptance: 0, rejections: 0, tokensPerPass: 0, k: spec.control.k,
-      draftMs: 0, targetKV: undefined, draftKV: undefined,
+      draftMs: 0, draftKV: undefined,
     };
     if (sp) stats.speculative = sp;
     try {
@@ -223,10 +223,10 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
         sp.acceptanceRate = sp.drafted > 0 ? sp.accepted / sp.drafted : 0;
         sp.tokenAcceptance = sp.accepted + sp.rejections > 0 ? sp.accepted / (sp.accepted + sp.rejections) : 0;
         sp.tokensPerPass = sp.passes > 0 ? stats.generatedTokens / sp.passes : 0;
-        sp.targetKV = session?.kvStats();
         const dk = (spec!.drafter as { kvStats?: () => KVStats }).kvStats;
         sp.draftKV = typeof dk === 'function' ? dk.call(spec!.drafter) : undefined;
       }
+      if (session) stats.kv = session.kvStats();
       session?.dispose();
       spec?.drafter.dispose();
     }
