@@ -7,7 +7,7 @@
  * length checkpoint of one run (from the first generated token on). Also measured: what a verify pass of n rows costs
  * against n single decode steps, which bounds the gain (the "ideal" column: tokens per pass / pass cost in steps).
  *
- *   npm run bench:spec                       quick: lengths 256,1024; policies auto, concat, static
+ *   npm run bench:spec                       quick: lengths 256,512; policies auto, concat, static
  *   npm run bench:spec -- --full             lengths 256,1024,2048; policies auto, bmc:64, concat, static, paged:16
  *   npm run bench:spec -- --acceptance 0.7 --k 4 --lengths 512 --policies auto,concat --threads 1 --out build
  */
@@ -27,7 +27,7 @@ const flag = (name: string) => {
 };
 const full = argv.includes('--full');
 const shape = flag('shape') ?? 'stories15m-f32';
-const lengths = (flag('lengths') ?? (full ? '256,1024,2048' : '256,1024')).split(',').map(Number).sort((a, b) => a - b);
+const lengths = (flag('lengths') ?? (full ? '256,1024,2048' : '256,512')).split(',').map(Number).sort((a, b) => a - b);
 const acceptances = (flag('acceptance') ?? '0.5,0.7,0.9').split(',').map(Number);
 const ks = (flag('k') ?? '4,8').split(',').map(Number);
 const policies = (flag('policies') ?? (full ? 'auto,bmc:64,concat,static,paged:16' : 'auto,concat,static')).split(',');
