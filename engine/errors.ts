@@ -63,6 +63,17 @@ export class DisposedError extends BmcError {
   }
 }
 
+/** A draft model for speculative decoding does not share the target's vocabulary (token texts or types differ). */
+export class VocabMismatchError extends BmcError {
+  readonly draft: string;
+  readonly target: string;
+  constructor(draft: string, target: string, detail: string) {
+    super('VOCAB_MISMATCH', `draft model ${draft} and target model ${target} have different vocabularies: ${detail}`);
+    this.draft = draft;
+    this.target = target;
+  }
+}
+
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];

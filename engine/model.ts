@@ -61,6 +61,16 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
+export interface SessionOptions {
+  /** KV policy of this session's cache (default: the model's). */
+  kv?: KVOptions;
+  /**
+   * The most draft tokens a speculative verify pass will feed after the last accepted token: under `auto` the spare
+   * rows R stay >= draftK + 1 so that such a pass is written into spare rows (default 8).
+   */
+  draftK?: number;
+}
+
 export interface TensorSummary { name: string; type: string; shape: number[]; bytes: number }
 
 export interface MemoryPlan {
@@ -140,7 +150,7 @@ export class Model {
     private readonly kern: Kernels | undefined,
     private readonly graph: LlamaGraph | undefined,
     private readonly weightPtrs: number[],
-    private readonly kvOptions: ResolvedKVOptions,
+    private readonly kvOpts: ResolvedKVOptions,
     /** The contiguous growth rule (undefined for paged layouts and vocab-only models). */
     private readonly kvRule: KVGrowthRule | undefined,
   ) {}
@@ -163,11 +173,20 @@ export class Model {
     return this.tokenizer.decode(ids);
   }
 
-  createSession(): Session {
+  /** The KV options this model was loaded with (defaults filled in). */
+  get kvOptions(): ResolvedKVOptions {
+    return { ...this.kvOpts };
+  }
+
+  createSession(opts: SessionOptions = {}): Session {
     this.check();
     if (!this.graph || !this.kern) throw new OptionError('vocabOnly', 'this model was loaded with vocabOnly: true and cannot evaluate');
+    if (opts === null || typeof opts !== 'object') throw new OptionError('session options', 'expected an object');
+    const kSpec = intOption('draftK', opts.draftK, 0, 4096);
     const hp = this.graph.hp;
-    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), this.kvOptions, this.kvRule);
+    const o = opts.kv === undefined ? this.kvOpts : validateKVOptions(opts.kv);
+    const rule = opts.kv === undefined ? this.kvRule : undefined;
+    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec);
     const s = new Session(this.graph, kv, () => this.alive);
     this.sessions.add(s);
     return s;

@@ -13,6 +13,7 @@ import { helpText, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 import type { GGUFValue } from '../gguf/reader.js';
 import { cmdPlan } from './plan.js';
+import type { DraftOptions } from '../spec/options.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -31,6 +32,9 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
+  { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
+  { name: 'lookup', type: 'bool', help: 'speculative decoding with prompt lookup (n-gram matches in the context, no model)' },
+  { name: 'draft-k', type: 'int', help: 'drafts per verify pass, fixed (default: adaptive, starting at 4)' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
 
@@ -45,6 +49,7 @@ const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
 usage:
   bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
               [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--ignore-eos]
+              [--draft FILE | --lookup] [--draft-k K]
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
 
@@ -62,6 +67,7 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvType = flags['kv-type'] === undefined ? undefined : parseKVTypeFlag(flags['kv-type'] as string);
   const kv = flags.kv === undefined && kvType === undefined ? undefined
     : { ...(flags.kv === undefined ? {} : parseKVFlag(flags.kv as string)), ...(kvType === undefined ? {} : { type: kvType }) };
+  const draft = draftFlags(flags);
   const modelPath = await resolveModelPath(flags.model as string | undefined, err);
   const tty = process.stderr.isTTY;
   let lastPct = -1;
@@ -94,6 +100,7 @@ async function cmdRun(argv: string[]): Promise<void> {
       repeatPenalty: flags['repeat-penalty'] as number | undefined,
       seed: flags.seed as number | undefined,
       ignoreEos: flags['ignore-eos'] === true,
+      draft,
       signal: ac.signal,
     });
     process.stdout.write(prompt);
@@ -103,10 +110,31 @@ async function cmdRun(argv: string[]): Promise<void> {
     const rate = (n: number, ms: number) => (ms > 0 ? (1000 * n) / ms : 0).toFixed(1);
     err(`prompt: ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms (${rate(s.promptTokens, s.promptMs)} tok/s)\n`);
     err(`generation: ${s.generatedTokens} tokens in ${s.generateMs.toFixed(1)} ms (${rate(s.generatedTokens, s.generateMs)} tok/s), stopped by ${s.stopReason}\n`);
+    const sp = s.speculative;
+    if (sp) {
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      err(`speculation: ${sp.drafter}: ${sp.accepted} of ${sp.drafted} drafts accepted (${pct(sp.acceptanceRate)}; per token ${pct(sp.tokenAcceptance)}), ` +
+        `${sp.tokensPerPass.toFixed(2)} tokens per verify pass (${sp.passes} passes), k ${sp.k}, drafting ${sp.draftMs.toFixed(1)} ms\n`);
+    }
   } finally {
     process.off('SIGINT', onSig);
     model.dispose();
   }
+}
+
+/** --draft FILE | --lookup, and --draft-k K (a fixed k; without it k adapts from 4). */
+function draftFlags(flags: Record<string, unknown>): DraftOptions | undefined {
+  const file = flags.draft as string | undefined;
+  const lookup = flags.lookup === true;
+  const k = flags['draft-k'] as number | undefined;
+  if (file !== undefined && lookup) throw new OptionError('--draft', 'give --draft FILE or --lookup, not both');
+  if (file === undefined && !lookup) {
+    if (k !== undefined) throw new OptionError('--draft-k', 'needs --draft FILE or --lookup');
+    return undefined;
+  }
+  if (k !== undefined && (k < 1 || k > 64)) throw new OptionError('--draft-k', `${k} is not an integer in [1, 64]`);
+  const base: DraftOptions = file !== undefined ? { model: file } : { lookup: true };
+  return k === undefined ? base : { ...base, k, adaptive: false };
 }
 
 function describeValue(v: GGUFValue): string {

@@ -83,25 +83,50 @@ export function argmax(logits: ArrayLike<number>, at = 0, n = logits.length - at
   return best;
 }
 
+/**
+ * A distribution over tokens after the sampler's processing: distinct `ids` with `probs` summing to 1, most likely
+ * first. Tokens not listed have probability 0.
+ */
+export interface TokenDist {
+  ids: number[];
+  probs: number[];
+}
+
+/** Probability of `token` in `d` (0 when it is not listed). */
+export function probOf(d: TokenDist, token: number): number {
+  const i = d.ids.indexOf(token);
+  return i < 0 ? 0 : d.probs[i]!;
+}
+
 export class Sampler {
   private readonly rng: Rng;
   constructor(readonly opts: ResolvedSampling) {
     this.rng = new Rng(opts.seed);
   }
 
+  get greedy(): boolean {
+    return this.opts.temperature <= 0;
+  }
+
+  /** Uniform in [0, 1) from this sampler's stream. */
+  uniform(): number {
+    return this.rng.next();
+  }
+
   /** Picks the next token from one row of logits; `recent` holds the context for the repetition penalty. */
   sample(logits: Float32Array, recent: readonly number[]): number {
+    if (this.greedy) return argmax(this.penalized(logits, recent));
+    return this.draw(this.distribution(logits, recent));
+  }
+
+  /**
+   * The distribution `sample` draws from for this row: repetition penalty, top-k, top-p, min-p, temperature.
+   * Greedy sampling gives a point mass on the argmax. Speculative decoding compares drafts against it.
+   */
+  distribution(logits: Float32Array, recent: readonly number[]): TokenDist {
     const o = this.opts;
-    let l = logits;
-    if (o.repeatPenalty !== 1 && o.repeatLastN > 0 && recent.length > 0) {
-      l = logits.slice();
-      const seen = new Set(recent.slice(-o.repeatLastN));
-      for (const t of seen) {
-        if (t < 0 || t >= l.length) continue;
-        l[t] = l[t]! > 0 ? l[t]! / o.repeatPenalty : l[t]! * o.repeatPenalty;
-      }
-    }
-    if (o.temperature <= 0) return argmax(l);
+    const l = this.penalized(logits, recent);
+    if (this.greedy) return { ids: [argmax(l)], probs: [1] };
 
     // Candidates sorted by logit; top-k selects first so that only k ids are sorted.
     let ids = o.topK > 0 && o.topK < l.length ? topKIds(l, o.topK) : Array.from({ length: l.length }, (_, i) => i);
@@ -129,14 +154,34 @@ export class Sampler {
       while (keep < ids.length && p[keep]! >= cut) keep++;
       ids = ids.slice(0, keep);
     }
-    const p = softmax(ids, o.temperature);
-    let u = this.rng.next();
-    for (let i = 0; i < ids.length; i++) {
-      u -= p[i]!;
-      if (u < 0) return ids[i]!;
-    }
-    return ids[ids.length - 1]!;
+    return { ids, probs: softmax(ids, o.temperature) };
   }
+
+  /** Draws a token from `d` with one uniform from this sampler's stream. */
+  draw(d: TokenDist): number {
+    return drawFrom(d, this.rng.next());
+  }
+
+  private penalized(logits: Float32Array, recent: readonly number[]): Float32Array {
+    const o = this.opts;
+    if (o.repeatPenalty === 1 || o.repeatLastN <= 0 || recent.length === 0) return logits;
+    const l = logits.slice();
+    const seen = new Set(recent.slice(-o.repeatLastN));
+    for (const t of seen) {
+      if (t < 0 || t >= l.length) continue;
+      l[t] = l[t]! > 0 ? l[t]! / o.repeatPenalty : l[t]! * o.repeatPenalty;
+    }
+    return l;
+  }
+}
+
+/** The token of `d` where the cumulative probability first passes `u` (u uniform in [0, 1)). */
+export function drawFrom(d: TokenDist, u: number): number {
+  for (let i = 0; i < d.ids.length; i++) {
+    u -= d.probs[i]!;
+    if (u < 0) return d.ids[i]!;
+  }
+  return d.ids[d.ids.length - 1]!;
 }
 
 /** Ids of the k largest values (unordered), by a size-k min-heap: O(n log k). Ties keep the lower id. */

@@ -518,10 +518,13 @@ export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants 
   return c;
 }
 
-/** The `auto` rule of a cache on `kern` (calibrating on first use), with the budget and element type of the KV options. */
-export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined; type?: KVType }): KVGrowthRule {
+/**
+ * The `auto` rule of a cache on `kern` (calibrating on first use), with the budget and element type of the KV options
+ * and the most draft tokens of a speculative verify pass (`kSpec`, default DEFAULT_K_SPEC): R >= kSpec + 1.
+ */
+export function autoRuleFor(kern: Kernels, shape: ModelShape, o: { budgetBytes?: number | undefined; type?: KVType; kSpec?: number | undefined }): KVGrowthRule {
   const s = { ...shape, kvType: o.type ?? shape.kvType };
-  return autoRule(calibrationFor(kern, s), s, { budgetBytes: o.budgetBytes });
+  return autoRule(calibrationFor(kern, s), s, { budgetBytes: o.budgetBytes, kSpec: o.kSpec });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -146,11 +146,15 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
   }
 }
 
-/** The cache for one sequence. `rule` overrides the contiguous growth rule of `o.policy` (computed once per model). */
-export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule): KVCache {
+/**
+ * The cache for one sequence. `rule` overrides the contiguous growth rule of `o.policy` (computed once per model).
+ * `kSpec`: the most draft tokens a speculative verify pass will add (auto keeps R >= kSpec + 1 so that such a pass
+ * lands in spare rows; default analytical.DEFAULT_K_SPEC).
+ */
+export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number): KVCache {
   if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
-  if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule)) rule = autoRuleFor(kern, shape, o);
+  if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule || kSpec !== undefined)) rule = autoRuleFor(kern, shape, { budgetBytes: o.budgetBytes, type: o.type, kSpec });
   return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy, o.type);
 }
 
