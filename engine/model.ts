@@ -186,6 +186,15 @@ export class Model {
     return generate(this, ids, opts);
   }
 
+  /**
+   * How the kernel work was shared between threads so far: `jobs` sent to the pool, the `parts` they were cut into,
+   * and `workerParts`, those computed by worker threads rather than the calling one (all 0 on one thread).
+   */
+  threadStats(): { threads: number; jobs: number; parts: number; workerParts: number } {
+    this.check();
+    return { threads: this.kern?.threads ?? 1, ...(this.kern?.poolStats() ?? { jobs: 0, parts: 0, workerParts: 0 }) };
+  }
+
   /** Arena statistics (bytes in use, peak, reserved). */
   memoryStats() {
     this.check();

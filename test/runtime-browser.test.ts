@@ -75,7 +75,7 @@ describe('the browser (examples/web in headless Chromium)', () => {
   });
 
   it('cross-origin isolated: loads from a URL with progress, runs 2 threads in module workers, streams Node\'s greedy text', async () => {
-    const ref = readReference('stories260K.p2.json'); // a 13-token prompt: its prefill jobs are big enough for the pool
+    const ref = readReference('stories260K.p2.json');
     const page = await openPage();
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     await page.evaluate(() => {
@@ -91,16 +91,18 @@ describe('the browser (examples/web in headless Chromium)', () => {
     const progress = await page.evaluate(() => (window as unknown as { progress: number[] }).progress);
     expect(progress.some((p) => p > 0 && p < 100)).toBe(true);
 
-    // Each thread computes its own rows, so the text is right only if the worker did its share.
     const { text, updates } = await chat(page, ref.prompt, 64);
     expect(text).toBe(Buffer.from(ref.greedy_bytes_hex, 'hex').toString('utf8'));
     expect(text).toBe(await nodeGreedy(ref.prompt, 64));
     expect(updates).toBeGreaterThan(8); // streamed token by token
-    const second = await chat(page, 'Once upon a time', 24);
-    expect(second.text).toBe(await nodeGreedy('Once upon a time', 24));
+    // A 95-token prompt: its prefill jobs are large, and the worker computes part of them.
+    const long = readReference('stories260K.p3.json').prompt;
+    expect((await chat(page, long, 24)).text).toBe(await nodeGreedy(long, 24));
+    expect(Number(await page.evaluate(() => document.body.dataset.workerParts))).toBeGreaterThan(0);
+    expect(await page.locator('.stats').last().textContent()).toMatch(/workers took [1-9]\d* of \d+ parallel parts/);
     expect((page as Page & { errors: string[] }).errors).toEqual([]);
     mkdirSync(join(SHOT, '..'), { recursive: true });
-    await page.screenshot({ path: SHOT });
+    await page.screenshot({ path: SHOT, fullPage: true });
     await page.close();
   });
 

@@ -98,6 +98,7 @@ describe.skipIf(!sharedMemoryAvailable())('kernel pool', () => {
       }
       expect(poolError).toBeInstanceOf(PoolError);
       expect((poolError as Error).message).toMatch(/thread 1: .*out of bounds/);
+      expect(K.poolStats()!.workerParts).toBeGreaterThan(0);
       K.f32(y, rows).fill(0);
       K.parallel([call(w)]);
       expect(K.f32(y, rows).every((v) => v === 128)).toBe(true);

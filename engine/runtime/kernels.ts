@@ -9,7 +9,7 @@
 import { kernelsBuildId, kernelsRelaxedWasmBase64, kernelsWasmBase64 } from '../../build/kernels-wasm.js';
 import { OptionError, OutOfMemoryError, UnsupportedError } from '../errors.js';
 import { KernelPool, POOL_CTRL_BYTES } from './pool.js';
-import type { PoolCall, SpawnWorker } from './pool.js';
+import type { PoolCall, PoolStats, SpawnWorker } from './pool.js';
 import { withSharedMemoryFlag } from './wasm-binary.js';
 
 type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
@@ -327,6 +327,11 @@ export class Kernels {
     }
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     for (const c of calls) k[c.fn]!(...c.args);
+  }
+
+  /** How jobs were shared between the threads (undefined without a pool). */
+  poolStats(): PoolStats | undefined {
+    return this.pool?.stats();
   }
 
   /** Stops the pool's workers (the memory stays usable on this thread). */

@@ -21,7 +21,7 @@ export interface WorkerInit {
 
 export function kernelWorker(init: WorkerInit, ready: () => void): void {
   // Slots (i32 unless noted) -- keep in step with pool.ts.
-  const SEQ = 0, FINISHED = 1, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9;
+  const SEQ = 0, FINISHED = 1, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9, WORKER_PARTS = 10;
   const CALLS_AT = 16, CALL_I32 = 64, MSG_BYTE = 1088, MSG_BYTES = 256, CTRL_BYTES = 1344;
   const { module, memory, ctrl, index, names } = init;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
@@ -70,6 +70,7 @@ export function kernelWorker(init: WorkerInit, ready: () => void): void {
         const text = new TextEncoder().encode(`thread ${index}: ${e instanceof Error ? e.message : String(e)}`).subarray(0, MSG_BYTES);
         if (Atomics.compareExchange(I, ERROR, 0, index) === 0) new Uint8Array(memory.buffer, ctrl + MSG_BYTE, MSG_BYTES).fill(0).set(text);
       }
+      Atomics.add(I, WORKER_PARTS, 1);
       Atomics.add(I, FINISHED, 1);
       if (Atomics.load(I, MAIN_SLEEPS) !== 0) Atomics.notify(I, FINISHED);
     }

@@ -14,7 +14,7 @@
  * blocking the main thread, sleeps on after a while).
  *
  * Control block (bytes): i32 header slots 0..15 (SEQ, FINISHED, NCALLS, ERROR, MAIN_SLEEPS, SHUTDOWN, NTHREADS, SPIN,
- * CLAIM, NPARTS); 4 calls of 256 bytes from byte 64; an error message (UTF-8, 256 bytes) at byte 1088.
+ * CLAIM, NPARTS, WORKER_PARTS); 4 calls of 256 bytes from byte 64; an error message (UTF-8, 256 bytes) at byte 1088.
  * CLAIM holds (SEQ & 0x7fff) << 16 | parts not yet claimed, so that a thread still holding an older job's sequence
  * number can never claim a part of a newer job. pool-worker.ts reads the same slots.
  */
@@ -22,7 +22,7 @@ import { BmcError } from '../errors.js';
 import { KERNEL_WORKER_SOURCE } from './pool-worker.js';
 import type { WorkerInit } from './pool-worker.js';
 
-const SEQ = 0, FINISHED = 1, NCALLS = 2, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9;
+const SEQ = 0, FINISHED = 1, NCALLS = 2, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9, WORKER_PARTS = 10;
 const CALLS_AT = 16, CALL_I32 = 64, MAX_CALLS = 4, MAX_ARGS = 24, MSG_BYTE = 1088, MSG_BYTES = 256;
 export const POOL_CTRL_BYTES = 1344;
 
@@ -58,7 +58,12 @@ export class PoolError extends BmcError {
   }
 }
 
+/** How the pool's jobs were shared: jobs run, parts in them, and parts computed by workers (not the calling thread). */
+export interface PoolStats { jobs: number; parts: number; workerParts: number }
+
 export class KernelPool {
+  private jobs = 0;
+  private parts = 0;
   private readonly I: Int32Array;
   private readonly F: Float64Array;
   private readonly fnIndex: Map<string, number>;
@@ -126,6 +131,8 @@ export class KernelPool {
     I[NCALLS] = calls.length;
     const parts = calls.length * this.threads;
     I[NPARTS] = parts;
+    this.jobs++;
+    this.parts += parts;
     Atomics.store(I, FINISHED, 0);
     const seq = (I[SEQ]! + 1) | 0; // only this thread writes SEQ
     const tag = seq & 0x7fff;
@@ -166,6 +173,10 @@ export class KernelPool {
     args[call.lo] = from;
     args[call.hi] = to;
     this.mainFns[call.fn]!(...args);
+  }
+
+  stats(): PoolStats {
+    return { jobs: this.jobs, parts: this.parts, workerParts: this.disposed ? 0 : Atomics.load(this.I, WORKER_PARTS) };
   }
 
   /** Waits until all `parts` are finished (the ones the workers claimed). */

@@ -79,6 +79,9 @@ async function send() {
     stats.className = 'stats';
     stats.textContent = `${s.generatedTokens} tokens, ${(1000 * s.generatedTokens / s.generateMs).toFixed(0)} tok/s` +
       ` (prompt ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms), stopped by ${s.stopReason}`;
+    const t = model.threadStats();
+    document.body.dataset.workerParts = String(t.workerParts);
+    if (t.threads > 1) stats.textContent += `; workers took ${t.workerParts} of ${t.parts} parallel parts`;
     reply.after(stats);
     setState('ready');
   } catch (e) {
