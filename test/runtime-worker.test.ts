@@ -77,7 +77,7 @@ describe('Cloudflare Workers (workerd serving examples/worker)', () => {
     const text = chunks.join('');
     expect(text).toBe(Buffer.from(ref.greedy_bytes_hex, 'hex').toString('utf8'));
     expect(text).toBe(await nodeGreedy(ref.prompt, ref.greedy_ids.length));
-    expect(chunks.length).toBeGreaterThan(8); // streamed piece by piece, not sent whole at the end
+    expect(chunks.length).toBeGreaterThan(2); // streamed piece by piece (a busy client may read several at once)
   });
 
   it('takes a JSON POST, and runs the imported relaxed-SIMD module on one thread inside the memory limit', async () => {

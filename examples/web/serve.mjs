@@ -21,10 +21,10 @@ function inside(dir, path) {
 /** Starts the server; resolves to { url, close }. `isolate: false` leaves the COOP/COEP headers out. */
 export function startServer({ port = 8080, host = '127.0.0.1', models = join(ROOT, 'models'), isolate = true } = {}) {
   const server = createServer(async (req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    let file = path.startsWith('/models/') ? inside(resolve(models), path.slice('/models/'.length)) : inside(ROOT, path === '/' ? '/examples/web/' : path);
     const headers = isolate ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
     try {
+      const path = new URL(req.url, 'http://x').pathname;
+      let file = path.startsWith('/models/') ? inside(resolve(models), path.slice('/models/'.length)) : inside(ROOT, path === '/' ? '/examples/web/' : path);
       let st = file && await stat(file);
       if (st?.isDirectory()) st = await stat(file = join(file, 'index.html'));
       if (!st || !st.isFile()) throw new Error('not found');

@@ -28,8 +28,10 @@ async function modelSource(env) {
 }
 
 function model(env) {
-  loading ??= modelSource(env).then((src) => loadModel(src, LOAD_OPTIONS));
-  loading.catch(() => { loading = undefined; }); // a failed load is retried by the next request
+  loading ??= modelSource(env).then((src) => loadModel(src, LOAD_OPTIONS)).catch((e) => {
+    loading = undefined; // a failed load is retried by the next request
+    throw e;
+  });
   return loading;
 }
 
