@@ -15,8 +15,9 @@
  *
  * Control block (bytes): i32 header slots 0..15 (SEQ, FINISHED, NCALLS, ERROR, MAIN_SLEEPS, SHUTDOWN, NTHREADS, SPIN,
  * CLAIM, NPARTS, WORKER_PARTS); 4 calls of 256 bytes from byte 64; an error message (UTF-8, 256 bytes) at byte 1088.
- * CLAIM holds (SEQ & 0x7fff) << 16 | parts not yet claimed, so that a thread still holding an older job's sequence
- * number can never claim a part of a newer job. pool-worker.ts reads the same slots.
+ * CLAIM holds (SEQ & 0x7fff) << 16 | parts not yet claimed; a thread claims with compareExchange, and only under the
+ * tag of the job it woke for. The job's calls and NPARTS are written before CLAIM and stay put until every claimed
+ * part is finished, so a thread that claimed a part reads them safely. pool-worker.ts reads the same slots.
  */
 import { BmcError } from '../errors.js';
 import { KERNEL_WORKER_SOURCE } from './pool-worker.js';
