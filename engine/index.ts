@@ -15,5 +15,5 @@ export type { KVStats, KVGrowthRule } from './kv/cache.js';
 export { BmcError, GGUFFormatError, UnsupportedError, OptionError, OutOfMemoryError, SourceError, DisposedError, VocabMismatchError } from './errors.js';
 export { readGGUFHeader } from './gguf/reader.js';
 export type { GGUFHeader, GGUFTensorInfo, GGUFValue } from './gguf/reader.js';
-export { bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';
+export { blobSource, bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';
 export type { ByteSource } from './gguf/source.js';

@@ -5,7 +5,7 @@ import { DisposedError, OptionError, OutOfMemoryError, SourceError } from './err
 import { openReader, readHeader } from './gguf/reader.js';
 import type { GGUFHeader, GGUFValue } from './gguf/reader.js';
 import type { ByteSource } from './gguf/source.js';
-import { bytesSource, responseSource, streamSource, urlSource } from './gguf/source.js';
+import { blobSource, bytesSource, responseSource, streamSource, urlSource } from './gguf/source.js';
 import { GGML_TYPES } from './gguf/types.js';
 import { createKVCache, growthRule } from './kv/cache.js';
 import type { KVGrowthRule, KVShape } from './kv/cache.js';
@@ -23,7 +23,7 @@ import { GGUFTokenizer } from './tokenizer/index.js';
 import { generate } from './generate/generate.js';
 import type { Generation, GenerateOptions } from './generate/generate.js';
 
-export type ModelSource = string | URL | Response | ReadableStream<Uint8Array> | Uint8Array | ArrayBuffer | ByteSource;
+export type ModelSource = string | URL | Response | ReadableStream<Uint8Array> | Blob | Uint8Array | ArrayBuffer | ByteSource;
 
 export interface ProgressInfo {
   status: 'initiate' | 'progress' | 'done' | 'ready';
@@ -54,6 +54,13 @@ export interface LoadOptions {
    * 'relaxed' force one ('relaxed' throws UnsupportedError where the runtime lacks it). Results are identical.
    */
   simd?: 'auto' | 'plain' | 'relaxed';
+  /**
+   * A precompiled kernel module, compiled from dist/wasm/kernels-plain.wasm or kernels-relaxed.wasm, for runtimes
+   * that refuse to compile wasm from bytes at run time (Cloudflare Workers: `import kernels from
+   * 'bmc-llm/wasm/kernels-relaxed.wasm'`). Its build decides `simd`. These modules import an unshared memory, so the
+   * model runs on one thread. Default: the kernels embedded in the bundle, compiled at load.
+   */
+  wasmModule?: WebAssembly.Module;
   kv?: KVOptions;
   /** Upper bound of arena bytes (weights + KV + scratch). Default and maximum: 4 GiB - 64 KiB (wasm32). */
   memoryLimit?: number;
@@ -121,10 +128,11 @@ export async function resolveSource(source: ModelSource, signal?: AbortSignal): 
   }
   if (source instanceof URL) return urlSource(source.href, signal);
   if (typeof Response !== 'undefined' && source instanceof Response) return responseSource(source, source.url || '<response>');
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return blobSource(source, (source as { name?: string }).name || '<blob>');
   if (typeof ReadableStream !== 'undefined' && source instanceof ReadableStream) return streamSource(source, '<stream>');
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) return bytesSource(source);
   if (source && typeof (source as ByteSource).chunks === 'function') return source as ByteSource;
-  throw new OptionError('source', 'expected a file path, URL, Response, ReadableStream, Uint8Array or ArrayBuffer');
+  throw new OptionError('source', 'expected a file path, URL, Response, ReadableStream, Blob (File), Uint8Array or ArrayBuffer');
 }
 
 export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: number, batch: number, threads = 1, kvType: KVType = 'f32'): MemoryPlan {
@@ -199,6 +207,15 @@ export class Model {
     return generate(this, ids, opts);
   }
 
+  /**
+   * How the kernel work was shared between threads so far: `jobs` sent to the pool, the `parts` they were cut into,
+   * and `workerParts`, those computed by worker threads rather than the calling one (all 0 on one thread).
+   */
+  threadStats(): { threads: number; jobs: number; parts: number; workerParts: number } {
+    this.check();
+    return { threads: this.kern?.threads ?? 1, ...(this.kern?.poolStats() ?? { jobs: 0, parts: 0, workerParts: 0 }) };
+  }
+
   /** Arena statistics (bytes in use, peak, reserved). */
   memoryStats() {
     this.check();
@@ -241,6 +258,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
   const memoryLimit = intOption('memoryLimit', o.memoryLimit, 1 << 20, MAX_MEMORY) ?? MAX_MEMORY;
   const kvOptions = validateKVOptions(o.kv);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new OptionError('onProgress', 'expected a function');
+  if (o.wasmModule !== undefined && !(o.wasmModule instanceof WebAssembly.Module)) throw new OptionError('wasmModule', 'expected a WebAssembly.Module');
   o.signal?.throwIfAborted();
 
   const src = await resolveSource(source, o.signal);
@@ -275,7 +293,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);
     }
-    const kern = await Kernels.create({ limitBytes: memoryLimit, threads, simd: o.simd });
+    const kern = await Kernels.create({ limitBytes: memoryLimit, threads, simd: o.simd, module: o.wasmModule });
     try {
       const info: ModelInfo = { ...baseInfo, hparams: hp, contextLength, memory, threads: kern.threads, threadsFallback: kern.fallbackReason, simd: kern.simd };
       const { weights, ptrs } = await loadWeights(kern, header, reader, hp, (loaded, total) => {

@@ -1,14 +1,15 @@
 /**
  * Node/Deno/Bun adapter: file paths as byte sources. Kept apart from the engine core, which uses only
- * web-standard APIs; the core reaches this module through a dynamic import when given a path.
+ * web-standard APIs; the core reaches this module through a dynamic import when given a path. node:fs is itself
+ * imported lazily, so that the bundle (dist/index.js) also loads where it does not exist (browsers, Workers).
  */
-import { open, stat } from 'node:fs/promises';
 import { SourceError } from '../errors.js';
 import type { ByteSource } from '../gguf/source.js';
 
 const CHUNK = 8 << 20;
 
 export async function fileSource(path: string): Promise<ByteSource> {
+  const { open, stat } = await import('node:fs/promises');
   let size: number;
   try {
     const st = await stat(path);

@@ -244,8 +244,20 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
   return gen;
 }
 
-/** A macrotask turn (setImmediate where it exists: setTimeout(0) costs about a millisecond per token). */
+/**
+ * A macrotask turn: setImmediate where it exists, else a MessageChannel message (browsers, Workers). setTimeout(0)
+ * would cost about a millisecond per token in Node and 4 ms in browsers, which clamp nested timers.
+ */
 function yieldToEventLoop(): Promise<void> {
   const si = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
-  return new Promise((r) => (si ? si(r) : setTimeout(r, 0)));
+  if (si) return new Promise((r) => si(r));
+  if (typeof MessageChannel === 'undefined') return new Promise((r) => setTimeout(r, 0));
+  return new Promise((r) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      r();
+    };
+    port2.postMessage(null);
+  });
 }

@@ -48,6 +48,12 @@ export function streamSource(stream: ReadableStream<Uint8Array>, name: string, s
   };
 }
 
+/** A Blob or File (a browser's file picker): read as a stream, from any offset through slice(). */
+export function blobSource(blob: Blob, name = '<blob>'): ByteSource {
+  const from = (offset: number) => streamSource(blob.slice(offset).stream() as ReadableStream<Uint8Array>, name).chunks();
+  return { name, size: blob.size, chunks: () => from(0), chunksFrom: from };
+}
+
 export function responseSource(res: Response, name: string): ByteSource {
   if (!res.ok) throw new SourceError(`${name}: HTTP ${res.status} ${res.statusText}`);
   if (!res.body) throw new SourceError(`${name}: the response has no body`);

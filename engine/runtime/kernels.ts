@@ -6,10 +6,10 @@
  * Any call that can allocate may grow memory and detach old ArrayBuffer views: take fresh views (f32(), u8(),
  * i32()) after each alloc.
  */
-import { kernelsRelaxedWasmBase64, kernelsWasmBase64 } from '../../build/kernels-wasm.js';
+import { kernelsBuildId, kernelsRelaxedWasmBase64, kernelsWasmBase64 } from '../../build/kernels-wasm.js';
 import { OptionError, OutOfMemoryError, UnsupportedError } from '../errors.js';
 import { KernelPool, POOL_CTRL_BYTES } from './pool.js';
-import type { PoolCall, SpawnWorker } from './pool.js';
+import type { PoolCall, PoolStats, SpawnWorker } from './pool.js';
 import { withSharedMemoryFlag } from './wasm-binary.js';
 
 type MatmulFn = (w: number, x: number, y: number, rows: number, cols: number, n: number, ldy: number, r0: number, r1: number) => void;
@@ -163,6 +163,40 @@ function kernelModule(simd: SimdVariant, shared: boolean): Promise<WebAssembly.M
   return p;
 }
 
+/**
+ * The kernel files emitted for runtimes that import wasm as modules instead of compiling bytes (dist/wasm/*.wasm,
+ * see scripts/build.mjs) carry this custom section: JSON `{ build, simd, sharedMemory }`, so that a module handed to
+ * the engine says which build it is and whether it matches this engine.
+ */
+export const KERNEL_BUILD_SECTION = 'bmc-llm.kernels';
+
+export interface KernelBuildInfo {
+  /** Identifies the kernel sources the module was built from (a hash of both builds' bytes). */
+  build: string;
+  simd: SimdVariant;
+  /** Whether its memory import is shared (a thread pool needs that). */
+  sharedMemory: boolean;
+}
+
+/** Reads the build section of a precompiled kernel module; OptionError('wasmModule') when it is not one of ours. */
+export function kernelBuildInfo(module: WebAssembly.Module): KernelBuildInfo {
+  if (!(module instanceof WebAssembly.Module)) throw new OptionError('wasmModule', 'expected a WebAssembly.Module');
+  const sections = WebAssembly.Module.customSections(module, KERNEL_BUILD_SECTION);
+  let info: Partial<KernelBuildInfo> | undefined;
+  try {
+    info = sections.length === 1 ? JSON.parse(new TextDecoder().decode(sections[0])) as Partial<KernelBuildInfo> : undefined;
+  } catch {
+    info = undefined;
+  }
+  if (!info || (info.simd !== 'plain' && info.simd !== 'relaxed') || typeof info.sharedMemory !== 'boolean') {
+    throw new OptionError('wasmModule', `not a bmc-llm kernel module (no valid "${KERNEL_BUILD_SECTION}" section): pass one compiled from dist/wasm/kernels-*.wasm`);
+  }
+  if (info.build !== kernelsBuildId) {
+    throw new OptionError('wasmModule', `the kernel module is from another build of bmc-llm (${String(info.build)}, this engine is ${kernelsBuildId}): use the .wasm files shipped with this version`);
+  }
+  return info as KernelBuildInfo;
+}
+
 /** The build that `simd` asks for ('auto': relaxed where the runtime supports it, else plain). */
 export function resolveSimd(simd: 'auto' | SimdVariant = 'auto'): SimdVariant {
   if (simd === 'auto') return relaxedSimdSupported() ? 'relaxed' : 'plain';
@@ -189,6 +223,12 @@ export interface KernelsOptions {
    * where the runtime lacks it throws UnsupportedError.
    */
   simd?: 'auto' | SimdVariant;
+  /**
+   * A precompiled kernel module (from dist/wasm/kernels-*.wasm) to run instead of compiling the embedded bytes: for
+   * runtimes that refuse to compile wasm at run time (Cloudflare Workers import it as a module). Its build section
+   * decides the SIMD build; `simd`, if not 'auto', must agree. Threads need a module with a shared memory import.
+   */
+  module?: WebAssembly.Module;
 }
 
 export class Kernels {
@@ -221,7 +261,12 @@ export class Kernels {
    * the same (shared) memory. Falls back to one thread where shared memory or workers are unavailable.
    */
   static async create(opts: KernelsOptions = {}): Promise<Kernels> {
-    let simd = resolveSimd(opts.simd);
+    const given = opts.module !== undefined ? kernelBuildInfo(opts.module) : undefined;
+    let simd = given ? given.simd : resolveSimd(opts.simd);
+    if (given && opts.simd !== undefined && opts.simd !== 'auto' && opts.simd !== given.simd) {
+      if (opts.simd !== 'plain' && opts.simd !== 'relaxed') throw new OptionError('simd', `${String(opts.simd)} is not one of auto, plain, relaxed`);
+      throw new OptionError('simd', `${opts.simd} was asked for but the kernel module given is the ${given.simd} build`);
+    }
     const wanted = Math.max(1, Math.floor(opts.threads ?? 1));
     let spawn = opts.spawn;
     let shared = false;
@@ -232,15 +277,27 @@ export class Kernels {
       shared = spawn !== undefined && adapters.sharedMemoryAvailable();
       if (!spawn) fallbackReason = 'this runtime has no workers';
       else if (!shared) fallbackReason = 'this runtime has no shared WebAssembly memory (in a browser: the page is not cross-origin isolated)';
+      else if (given && !given.sharedMemory) {
+        shared = false;
+        fallbackReason = 'the kernel module given imports an unshared memory (threads need the shared build)';
+      }
     }
     let module: WebAssembly.Module;
-    try {
-      module = await kernelModule(simd, shared);
-    } catch (e) {
-      // The probe validated but the relaxed build did not compile: with 'auto', run the plain build instead.
-      if (simd !== 'relaxed' || (opts.simd ?? 'auto') !== 'auto') throw e;
-      simd = 'plain';
-      module = await kernelModule(simd, shared);
+    if (opts.module && given) {
+      module = opts.module;
+      shared = given.sharedMemory; // a shared import needs a shared memory even on one thread
+      if (shared && !(await import('../adapters/workers.js')).sharedMemoryAvailable()) {
+        throw new UnsupportedError('the kernel module given imports a shared memory, which this runtime lacks: use dist/wasm/kernels-*.wasm (unshared)');
+      }
+    } else {
+      try {
+        module = await kernelModule(simd, shared);
+      } catch (e) {
+        // The probe validated but the relaxed build did not compile: with 'auto', run the plain build instead.
+        if (simd !== 'relaxed' || (opts.simd ?? 'auto') !== 'auto') throw e;
+        simd = 'plain';
+        module = await kernelModule(simd, shared);
+      }
     }
     const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared });
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
@@ -278,6 +335,11 @@ export class Kernels {
     }
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     for (const c of calls) k[c.fn]!(...c.args);
+  }
+
+  /** How jobs were shared between the threads (undefined without a pool). */
+  poolStats(): PoolStats | undefined {
+    return this.pool?.stats();
   }
 
   /** Stops the pool's workers (the memory stays usable on this thread). */

@@ -4,8 +4,9 @@
  * block in shared memory) is described in pool.ts; the numbers here are those slots.
  *
  * A worker instantiates the kernel module over the shared memory, then loops: wait for the job sequence number to
- * change (spin briefly, then sleep in Atomics.wait), run its share of every call of the job, count itself done, and
- * wake the main thread if it sleeps. It never returns to its event loop until the pool shuts down.
+ * change (spin briefly, then sleep in Atomics.wait), claim parts of the job's calls until none are left, counting each
+ * finished part and waking the main thread if it sleeps. It never returns to its event loop until the pool shuts
+ * down.
  */
 export interface WorkerInit {
   module: WebAssembly.Module;
@@ -20,8 +21,8 @@ export interface WorkerInit {
 
 export function kernelWorker(init: WorkerInit, ready: () => void): void {
   // Slots (i32 unless noted) -- keep in step with pool.ts.
-  const SEQ = 0, DONE = 1, NCALLS = 2, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7;
-  const CALLS_AT = 16, CALL_I32 = 64, MAX_CALLS = 4, MSG_BYTE = 1088, MSG_BYTES = 256, CTRL_BYTES = 1344;
+  const SEQ = 0, FINISHED = 1, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9, WORKER_PARTS = 10;
+  const CALLS_AT = 16, CALL_I32 = 64, MSG_BYTE = 1088, MSG_BYTES = 256, CTRL_BYTES = 1344;
   const { module, memory, ctrl, index, names } = init;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const exports = instance.exports as Record<string, unknown>;
@@ -39,31 +40,40 @@ export function kernelWorker(init: WorkerInit, ready: () => void): void {
     seen = Atomics.load(I, SEQ);
     if (Atomics.load(I, SHUTDOWN) !== 0) return;
     const threads = I[NTHREADS]!;
-    try {
-      // Call c (256 bytes from i32 slot CALLS_AT + c*CALL_I32): i32 [fn, nArgs, loArg, hiArg, granule, perThreadArg],
-      // then f64 perThreadStride at the call's f64 slot 4 and up to 24 f64 args from its f64 slot 8.
-      for (let c = 0; c < Math.min(I[NCALLS]!, MAX_CALLS); c++) {
-        const b = CALLS_AT + c * CALL_I32;
+    const tag = seen & 0x7fff;
+    for (;;) {
+      // Claim a part: CLAIM is tag << 16 | parts left (see pool.ts); a stale tag or none left ends this job.
+      const w = Atomics.load(I, CLAIM);
+      if (w >>> 16 !== tag || (w & 0xffff) === 0) break;
+      if (Atomics.compareExchange(I, CLAIM, w, w - 1) !== w) continue;
+      const part = I[NPARTS]! - (w & 0xffff);
+      try {
+        // Call c (256 bytes from i32 slot CALLS_AT + c*CALL_I32): i32 [fn, nArgs, loArg, hiArg, granule, perThreadArg],
+        // then f64 perThreadStride at the call's f64 slot 4 and up to 24 f64 args from its f64 slot 8.
+        const b = CALLS_AT + Math.floor(part / threads) * CALL_I32;
+        const p = part % threads;
         const nArgs = I[b + 1]!, loArg = I[b + 2]!, hiArg = I[b + 3]!, granule = I[b + 4]!, ptArg = I[b + 5]!;
         const fb = b / 2;
         args.length = nArgs;
         for (let a = 0; a < nArgs; a++) args[a] = F[fb + 8 + a]!;
         const lo = args[loArg]!, hi = args[hiArg]!;
         const chunk = Math.ceil((hi - lo) / threads / granule) * granule;
-        const from = lo + index * chunk;
+        const from = lo + p * chunk;
         const to = Math.min(hi, from + chunk);
-        if (from >= to) continue;
-        args[loArg] = from;
-        args[hiArg] = to;
-        if (ptArg >= 0) args[ptArg] = args[ptArg]! + index * F[fb + 4]!;
-        fns[I[b]!]!(...args);
+        if (from < to) {
+          args[loArg] = from;
+          args[hiArg] = to;
+          if (ptArg >= 0) args[ptArg] = args[ptArg]! + index * F[fb + 4]!;
+          fns[I[b]!]!(...args);
+        }
+      } catch (e) {
+        const text = new TextEncoder().encode(`thread ${index}: ${e instanceof Error ? e.message : String(e)}`).subarray(0, MSG_BYTES);
+        if (Atomics.compareExchange(I, ERROR, 0, index) === 0) new Uint8Array(memory.buffer, ctrl + MSG_BYTE, MSG_BYTES).fill(0).set(text);
       }
-    } catch (e) {
-      const text = new TextEncoder().encode(`thread ${index}: ${e instanceof Error ? e.message : String(e)}`).subarray(0, MSG_BYTES);
-      if (Atomics.compareExchange(I, ERROR, 0, index) === 0) new Uint8Array(memory.buffer, ctrl + MSG_BYTE, MSG_BYTES).fill(0).set(text);
+      Atomics.add(I, WORKER_PARTS, 1);
+      Atomics.add(I, FINISHED, 1);
+      if (Atomics.load(I, MAIN_SLEEPS) !== 0) Atomics.notify(I, FINISHED);
     }
-    Atomics.add(I, DONE, 1);
-    if (Atomics.load(I, MAIN_SLEEPS) !== 0) Atomics.notify(I, DONE);
   }
 }
 

@@ -6,18 +6,24 @@
  * thread computes a row or head, never how, so results are identical for any thread count.
  *
  * One synchronisation per job: the main thread writes the job into the control block (in the arena), bumps the
- * sequence number and notifies; workers spin briefly before sleeping, so back-to-back kernels wake them in
- * microseconds. Completion is a counter the main thread spins on (and, where the runtime allows blocking the main
- * thread, sleeps on after a while).
+ * sequence number and notifies. Each call's range is cut into `threads` parts, and every thread, the main one
+ * included, claims parts from one counter until none are left: a worker that the OS has not scheduled yet (a busy
+ * machine; a browser main thread, which may not sleep, spinning on the other core) only leaves its part to the main
+ * thread instead of stalling the job. Workers spin briefly before sleeping, so back-to-back kernels wake them in
+ * microseconds. Completion is a count of finished parts that the main thread spins on (and, where the runtime allows
+ * blocking the main thread, sleeps on after a while).
  *
- * Control block (bytes): i32 header slots 0..15 (SEQ, DONE, NCALLS, ERROR, MAIN_SLEEPS, SHUTDOWN, NTHREADS, SPIN);
- * 4 calls of 256 bytes from byte 64; an error message (UTF-8, 256 bytes) at byte 1088. pool-worker.ts reads it.
+ * Control block (bytes): i32 header slots 0..15 (SEQ, FINISHED, NCALLS, ERROR, MAIN_SLEEPS, SHUTDOWN, NTHREADS, SPIN,
+ * CLAIM, NPARTS, WORKER_PARTS); 4 calls of 256 bytes from byte 64; an error message (UTF-8, 256 bytes) at byte 1088.
+ * CLAIM holds (SEQ & 0x7fff) << 16 | parts not yet claimed; a thread claims with compareExchange, and only under the
+ * tag of the job it woke for. The job's calls and NPARTS are written before CLAIM and stay put until every claimed
+ * part is finished, so a thread that claimed a part reads them safely. pool-worker.ts reads the same slots.
  */
 import { BmcError } from '../errors.js';
 import { KERNEL_WORKER_SOURCE } from './pool-worker.js';
 import type { WorkerInit } from './pool-worker.js';
 
-const SEQ = 0, DONE = 1, NCALLS = 2, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7;
+const SEQ = 0, FINISHED = 1, NCALLS = 2, ERROR = 3, MAIN_SLEEPS = 4, SHUTDOWN = 5, NTHREADS = 6, SPIN = 7, CLAIM = 8, NPARTS = 9, WORKER_PARTS = 10;
 const CALLS_AT = 16, CALL_I32 = 64, MAX_CALLS = 4, MAX_ARGS = 24, MSG_BYTE = 1088, MSG_BYTES = 256;
 export const POOL_CTRL_BYTES = 1344;
 
@@ -53,7 +59,12 @@ export class PoolError extends BmcError {
   }
 }
 
+/** How the pool's jobs were shared: jobs run, parts in them, and parts computed by workers (not the calling thread). */
+export interface PoolStats { jobs: number; parts: number; workerParts: number }
+
 export class KernelPool {
+  private jobs = 0;
+  private parts = 0;
   private readonly I: Int32Array;
   private readonly F: Float64Array;
   private readonly fnIndex: Map<string, number>;
@@ -119,17 +130,27 @@ export class KernelPool {
       for (let a = 0; a < call.args.length; a++) F[b / 2 + 8 + a] = call.args[a]!;
     }
     I[NCALLS] = calls.length;
-    Atomics.store(I, DONE, 0);
-    Atomics.add(I, SEQ, 1);
+    const parts = calls.length * this.threads;
+    I[NPARTS] = parts;
+    this.jobs++;
+    this.parts += parts;
+    Atomics.store(I, FINISHED, 0);
+    const seq = (I[SEQ]! + 1) | 0; // only this thread writes SEQ
+    const tag = seq & 0x7fff;
+    Atomics.store(I, CLAIM, (tag << 16) | parts);
+    Atomics.store(I, SEQ, seq);
     Atomics.notify(I, SEQ);
 
     let mainError: unknown;
-    try {
-      for (const call of calls) this.runShare(call);
-    } catch (e) {
-      mainError = e;
+    for (let part = claimPart(I, tag); part >= 0; part = claimPart(I, tag)) {
+      try {
+        this.runPart(calls, part);
+      } catch (e) {
+        mainError ??= e;
+      }
+      Atomics.add(I, FINISHED, 1);
     }
-    this.waitWorkers();
+    this.waitParts(parts);
     const failed = Atomics.exchange(I, ERROR, 0);
     if (mainError !== undefined) throw mainError;
     if (failed !== 0) {
@@ -139,27 +160,35 @@ export class KernelPool {
     }
   }
 
-  /** Thread 0's share of a call, by the same split as pool-worker.ts. */
-  private runShare(call: PoolCall): void {
+  /** Part `part` of the job on this thread (thread 0), by the same split as pool-worker.ts. */
+  private runPart(calls: PoolCall[], part: number): void {
+    const call = calls[Math.floor(part / this.threads)]!;
+    const p = part % this.threads;
     const lo = call.args[call.lo]!;
     const hi = call.args[call.hi]!;
     const chunk = Math.ceil((hi - lo) / this.threads / Math.max(1, call.granule)) * Math.max(1, call.granule);
-    const to = Math.min(hi, lo + chunk);
-    if (lo >= to) return;
+    const from = lo + p * chunk;
+    const to = Math.min(hi, from + chunk);
+    if (from >= to) return;
     const args = call.args.slice();
+    args[call.lo] = from;
     args[call.hi] = to;
     this.mainFns[call.fn]!(...args);
   }
 
-  private waitWorkers(): void {
+  stats(): PoolStats {
+    return { jobs: this.jobs, parts: this.parts, workerParts: this.disposed ? 0 : Atomics.load(this.I, WORKER_PARTS) };
+  }
+
+  /** Waits until all `parts` are finished (the ones the workers claimed). */
+  private waitParts(parts: number): void {
     const { I } = this;
-    const want = this.threads - 1;
     let spins = MAIN_SPIN;
     let last = -1;
     let since = Date.now();
     for (;;) {
-      const done = Atomics.load(I, DONE);
-      if (done >= want) return;
+      const done = Atomics.load(I, FINISHED);
+      if (done >= parts) return;
       if (done !== last) {
         last = done;
         since = Date.now();
@@ -169,12 +198,12 @@ export class KernelPool {
         continue;
       }
       if (Date.now() - since > STALL_MS) {
-        throw new PoolError(`kernel workers made no progress for ${STALL_MS / 1000} s (${done} of ${want} finished); a worker has died`);
+        throw new PoolError(`kernel workers made no progress for ${STALL_MS / 1000} s (${done} of ${parts} parts finished); a worker has died`);
       }
       if (this.canBlock) {
         Atomics.store(I, MAIN_SLEEPS, 1);
         try {
-          if (Atomics.load(I, DONE) === done) Atomics.wait(I, DONE, done, 50);
+          if (Atomics.load(I, FINISHED) === done) Atomics.wait(I, FINISHED, done, 50);
         } catch {
           this.canBlock = false; // a browser main thread may not block: keep spinning
         } finally {
@@ -189,6 +218,18 @@ export class KernelPool {
     if (this.disposed) return;
     this.disposed = true;
     shutdown(this.I, this.workers);
+  }
+}
+
+/**
+ * Claims the next unclaimed part of the job tagged `tag`: its index (0, 1, ...), or -1 when none is left or the
+ * counter already belongs to another job.
+ */
+function claimPart(I: Int32Array, tag: number): number {
+  for (;;) {
+    const w = Atomics.load(I, CLAIM);
+    if (w >>> 16 !== tag || (w & 0xffff) === 0) return -1;
+    if (Atomics.compareExchange(I, CLAIM, w, w - 1) === w) return I[NPARTS]! - (w & 0xffff);
   }
 }
 

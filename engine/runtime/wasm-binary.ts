@@ -57,3 +57,24 @@ export function withSharedMemoryFlag(bytes: Uint8Array, shared: boolean): Uint8A
   out[at] = shared ? out[at]! | 2 : out[at]! & ~2;
   return out;
 }
+
+function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return out;
+}
+
+/** A copy of the module bytes with a custom section `name` holding `payload` appended (custom sections may go last). */
+export function withCustomSection(bytes: Uint8Array, name: string, payload: Uint8Array): Uint8Array<ArrayBuffer> {
+  const nameBytes = new TextEncoder().encode(name);
+  const body = [...leb(nameBytes.length), ...nameBytes, ...payload];
+  const out = new Uint8Array(bytes.length + 1 + leb(body.length).length + body.length);
+  out.set(bytes);
+  out.set([0, ...leb(body.length), ...body], bytes.length);
+  return out;
+}
