@@ -68,10 +68,13 @@ const common = {
   logLevel: 'warning', absWorkingDir: root,
 };
 await esbuild.build({ ...common, entryPoints: ['engine/index.ts'], outfile: 'dist/index.js' });
+// The CLI is one self-contained file (wasm and every dependency inlined, only runtime built-ins imported): it runs
+// from any folder without node_modules, under Node, Deno and Bun. dist/cli.js stays as a two-line alias.
 await esbuild.build({
-  ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/cli.js',
+  ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/bmc-llm.mjs',
   banner: { js: '#!/usr/bin/env node' },
 });
+writeFileSync(join(root, 'dist/cli.js'), "#!/usr/bin/env node\nimport './bmc-llm.mjs';\n");
 
 // 3. Declarations for library users (skipped when tsc is unavailable, e.g. a production install).
 const tsc = join(root, 'node_modules/typescript/bin/tsc');
