@@ -166,7 +166,7 @@ export class Model {
     if (!this.graph || !this.kern) throw new OptionError('vocabOnly', 'this model was loaded with vocabOnly: true and cannot evaluate');
     const hp = this.graph.hp;
     const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), this.kvOptions, this.kvRule);
-    const s = new Session(this.graph, kv, () => this.alive);
+    const s: Session = new Session(this.graph, kv, () => this.alive, () => this.sessions.delete(s));
     this.sessions.add(s);
     return s;
   }
@@ -178,6 +178,11 @@ export class Model {
     return generate(this, ids, opts);
   }
 
+  /** Sessions created and not yet disposed (each holds its own KV cache). */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
   /** Arena statistics (bytes in use, peak, reserved). */
   memoryStats() {
     this.check();
@@ -186,7 +191,7 @@ export class Model {
 
   dispose(): void {
     if (!this.alive) return;
-    for (const s of this.sessions) s.dispose();
+    for (const s of [...this.sessions]) s.dispose();
     this.sessions.clear();
     this.graph?.dispose();
     for (const p of this.weightPtrs) this.kern!.free(p);

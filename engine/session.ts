@@ -15,7 +15,12 @@ export class Session {
   private disposed = false;
 
   /** @internal */
-  constructor(private readonly graph: LlamaGraph, private readonly kv: KVCache, private readonly isAlive: () => boolean) {}
+  constructor(
+    private readonly graph: LlamaGraph,
+    private readonly kv: KVCache,
+    private readonly isAlive: () => boolean,
+    private readonly onDispose?: () => void,
+  ) {}
 
   /** Tokens in the sequence so far. */
   get length(): number {
@@ -68,6 +73,7 @@ export class Session {
     if (this.disposed) return;
     this.disposed = true;
     if (this.isAlive()) this.kv.dispose();
+    this.onDispose?.();
   }
 
   private check(): void {

@@ -5,6 +5,7 @@
  */
 import { OptionError } from '../errors.js';
 import type { Model } from '../model.js';
+import type { Session } from '../session.js';
 import { StreamDecoder } from '../tokenizer/index.js';
 import { Sampler, resolveSampling } from './sampling.js';
 import type { SamplingOptions } from './sampling.js';
@@ -18,6 +19,16 @@ export interface GenerateOptions extends SamplingOptions {
   /** Keep going past end-of-generation tokens. */
   ignoreEos?: boolean;
   signal?: AbortSignal;
+  /**
+   * Continue this session (its tokens so far stay in its KV cache; the prompt ids are fed after them) instead of a
+   * fresh one; it is left open afterwards, holding the prompt and every generated token but the last.
+   */
+  session?: Session;
+  /**
+   * Runs each model evaluation (the prompt, then one token at a time): a server passes a turn queue here so that
+   * concurrent generations over one model take turns step by step.
+   */
+  schedule?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
 export interface GenerationPiece {
@@ -56,18 +67,19 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
 
   async function* run(): AsyncGenerator<GenerationPiece> {
     const tok = model.tokenizer;
-    const session = model.createSession();
+    const session = opts.session ?? model.createSession();
+    const step = opts.schedule ?? (<T>(f: () => Promise<T>) => f());
     const sampler = new Sampler(sampling);
     const decoder = new StreamDecoder(tok);
     const stopper = new StopMatcher(stops);
     const context = [...promptIds];
     try {
-      if (promptIds.length >= session.contextLength) {
-        throw new OptionError('contextLength', `the prompt has ${promptIds.length} tokens, which leaves no room in the context of ${session.contextLength}`);
+      if (session.length + promptIds.length >= session.contextLength) {
+        throw new OptionError('contextLength', `the prompt has ${session.length + promptIds.length} tokens, which leaves no room in the context of ${session.contextLength}`);
       }
       opts.signal?.throwIfAborted();
       const t0 = now();
-      let logits = await session.eval(promptIds, { logits: 'last' });
+      let logits = await step(() => session.eval(promptIds, { logits: 'last' }));
       stats.promptMs = now() - t0;
       const t1 = now();
       for (let i = 0; ; i++) {
@@ -94,11 +106,11 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
         if (i + 1 >= maxTokens) { stats.stopReason = 'length'; break; }
         // Yield to the event loop so that aborts and other work can run between tokens.
         await yieldToEventLoop();
-        logits = await session.eval([token], { logits: 'last' });
+        logits = await step(() => session.eval([token], { logits: 'last' }));
       }
       stats.generateMs = now() - t1;
     } finally {
-      session.dispose();
+      if (!opts.session) session.dispose();
     }
   }
 

@@ -3,7 +3,7 @@
  * empty folder, and a library import of dist/index.js, each compared with what Node prints for the same greedy run.
  * The runtimes come from the npm registry as devDependencies (`deno`, `bun`), so a missing one fails, never skips.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ export function findRuntime(name: 'deno' | 'bun'): Runtime {
     : [join(ROOT, 'node_modules/.bin/bun'), ...platformBinaries('@oven', 'bin/bun')];
   for (const c of candidates) {
     if (existsSync(c) && spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0) {
-      return { name, command: name === 'deno' ? [c, 'run', '--allow-read', '--allow-env'] : [c] };
+      return { name, command: name === 'deno' ? [c, 'run', '--allow-read', '--allow-env', '--allow-net'] : [c] };
     }
   }
   throw new Error(`${name} not found in node_modules (it is a devDependency: run npm ci)`);
@@ -90,6 +90,48 @@ export function runtimeSuite(name: 'deno' | 'bun'): void {
       expect(b.threads).toBe(2);
       expect(b.fallback).toBeNull();
       expect(b.text).toBe(lib(node, Q4, 1).text);
+    });
+  });
+
+  describe(`${name}: serving the OpenAI API`, () => {
+    /** Starts a server process, asks for a greedy completion, stops it; returns the text. */
+    async function complete(args: string[]): Promise<{ text: string; model: string }> {
+      const p = spawn(rt.command[0]!, [...rt.command.slice(1), ...args], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
+      try {
+        let log = '';
+        const url = await new Promise<string>((resolve, reject) => {
+          p.stderr!.setEncoding('utf8');
+          p.stderr!.on('data', (d: string) => {
+            log += d;
+            const m = /listening on (http:\/\/[\d.:]+)[ \n]/.exec(log);
+            if (m) resolve(m[1]!);
+          });
+          p.once('exit', (code) => reject(new Error(`${name} server exited (${code}): ${log}`)));
+        });
+        const r = await fetch(`${url}/v1/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: ref.prompt, max_tokens: 24, temperature: 0 }),
+        });
+        expect(r.status).toBe(200);
+        const j = (await r.json()) as { model: string; choices: Array<{ text: string }> };
+        return { text: j.choices[0]!.text, model: j.model };
+      } finally {
+        p.kill('SIGTERM');
+      }
+    }
+    const expected = Buffer.from(ref.greedy_bytes_hex, 'hex').toString('utf8');
+
+    it('bmc-llm serve (node:http adapter) answers a completion with the greedy text', async () => {
+      const r = await complete(['bmc-llm.mjs', 'serve', '-m', STORIES, '--port', '0', '--threads', '1']);
+      expect(r.text.length).toBeGreaterThan(40);
+      expect(expected.startsWith(r.text)).toBe(true);
+    });
+
+    it(`the same handler under ${name === 'deno' ? 'Deno.serve' : 'Bun.serve'} answers it too`, async () => {
+      const r = await complete([join(ROOT, 'test/runtimes/serve-native.mjs'), STORIES]);
+      expect(r.model).toBe('native');
+      expect(r.text.length).toBeGreaterThan(40);
+      expect(expected.startsWith(r.text)).toBe(true);
     });
   });
 }
