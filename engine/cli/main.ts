@@ -14,6 +14,7 @@ import type { FlagSpec } from './args.js';
 import type { GGUFValue } from '../gguf/reader.js';
 import { cmdPlan } from './plan.js';
 import { cmdServe } from './serve.js';
+import { cmdChat } from './chat.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -48,6 +49,7 @@ usage:
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
   bmc-llm serve [-m FILE] [--port P] [--host H]   (OpenAI-compatible HTTP API; serve --help)
+  bmc-llm chat [-m FILE] [--system TEXT]          (interactive chat keeping the KV cache between turns; chat --help)
 
 run options:
 ${helpText(RUN_FLAGS)}
@@ -180,8 +182,9 @@ async function main(argv: string[]): Promise<number> {
     else if (cmd === 'info') await cmdInfo(rest);
     else if (cmd === 'plan') await cmdPlan(rest);
     else if (cmd === 'serve') await cmdServe(rest);
+    else if (cmd === 'chat') await cmdChat(rest);
     else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
-    else throw new OptionError(cmd, 'unknown command (run, info, plan, serve)');
+    else throw new OptionError(cmd, 'unknown command (run, info, plan, serve, chat)');
     return 0;
   } catch (e) {
     if (e instanceof BmcError) {
