@@ -14,6 +14,8 @@ export { createOpenAIServer } from './server/openai.js';
 export type { OpenAIServer, ServerOptions } from './server/openai.js';
 export { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from './chat/template.js';
 export type { ChatMessage } from './chat/template.js';
+export { Conversation } from './chat/conversation.js';
+export type { TurnStats } from './chat/conversation.js';
 export type { GGUFHeader, GGUFTensorInfo, GGUFValue } from './gguf/reader.js';
 export { bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';
 export type { ByteSource } from './gguf/source.js';

@@ -127,6 +127,9 @@ describe('bmc-llm serve with the openai client', () => {
     expect(n.param).toBe('max_tokens');
     const s = await bad(client.completions.create({ model: 'stories', prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] }));
     expect(s.param).toBe('stop');
+    expect((await bad(client.completions.create({ model: 'stories', prompt: 'x', seed: -1 }))).param).toBe('seed');
+    expect((await bad(client.chat.completions.create({ model: 'stories', messages: [{ role: 'user', content: 'x' }], top_p: 0, stream: true }))).param).toBe('top_p');
+    expect((await bad(client.chat.completions.create({ model: 'stories', messages: [] }))).param).toBe('messages');
     const raw = await fetch(`${url}/v1/completions`, { method: 'POST', body: '{not json' });
     expect(raw.status).toBe(400);
     expect(((await raw.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');

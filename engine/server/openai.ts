@@ -38,6 +38,11 @@ export interface OpenAIServer {
   readonly activeRequests: number;
 }
 
+/** The request field behind each engine option, for errors the engine raises itself. */
+const FIELD: Record<string, string> = {
+  temperature: 'temperature', topP: 'top_p', topK: 'top_k', minP: 'min_p', repeatPenalty: 'repeat_penalty', seed: 'seed', maxTokens: 'max_tokens', stop: 'stop',
+};
+
 const CORS = { 'access-control-allow-origin': '*', 'access-control-allow-headers': 'content-type, authorization' };
 
 function json(value: unknown, status = 200): Response {
@@ -106,11 +111,11 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
     return {
       maxTokens,
       temperature: optNumber(b, 'temperature', 0, 2) ?? 1,
-      topP: optNumber(b, 'top_p', 0, 1) ?? 1,
+      topP: optNumber(b, 'top_p', Number.MIN_VALUE, 1) ?? 1,
       topK: optInt(b, 'top_k', 0, 1 << 20) ?? 0,
       minP: optNumber(b, 'min_p', 0, 1) ?? 0,
       repeatPenalty: optNumber(b, 'repeat_penalty', 0.01, 100),
-      seed: optInt(b, 'seed', -(2 ** 53), 2 ** 53),
+      seed: optInt(b, 'seed', 0, 0xffffffff),
       stop: stopStrings(b),
       ignoreEos: optBool(b, 'ignore_eos') ?? false,
     };
@@ -224,12 +229,17 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
         : { index: 0, text: delta as string, logprobs: null, finish_reason: finish }],
     });
     let cancelled = false;
+    let gen: Generation;
+    try {
+      gen = run(job, ac.signal); // option errors surface here, before any byte is sent, as a 400
+    } catch (e) {
+      done();
+      throw e;
+    }
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         void (async () => {
-          let gen: Generation | undefined;
           try {
-            gen = run(job, ac.signal);
             if (job.kind === 'chat') controller.enqueue(event(chunk({ role: 'assistant', content: '' }, null)));
             for await (const piece of gen) {
               if (cancelled) break;
@@ -279,7 +289,7 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
       job = path === '/v1/completions' ? completionJob(body) : chatJob(body);
     } catch (e) {
       // The engine's own checks of sampling options name the engine's option; report the request's field instead.
-      if (e instanceof OptionError) throw new RequestError(null, e.message);
+      if (e instanceof OptionError) throw new RequestError(FIELD[e.option] ?? null, e.message);
       throw e;
     }
     active++;
@@ -292,7 +302,7 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
         return await route(request);
       } catch (e) {
         if (e instanceof RequestError) return errorResponse(e);
-        if (e instanceof OptionError) return errorResponse(new RequestError(e.option, e.message));
+        if (e instanceof OptionError) return errorResponse(new RequestError(FIELD[e.option] ?? e.option, e.message));
         options.log?.(`internal error: ${(e as Error)?.stack ?? String(e)}`);
         return errorResponse(new RequestError(null, e instanceof BmcError ? e.message : 'internal error', 500, 'server_error'));
       }
