@@ -11,6 +11,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   ...MODEL_FLAGS,
   { name: 'port', type: 'int', help: 'TCP port (default 8080; 0 picks a free one)' },
   { name: 'host', type: 'string', help: 'address to listen on (default 127.0.0.1)' },
+  { name: 'parallel', short: 'np', type: 'int', help: 'requests generating at once, each with its own KV cache; others wait (default 4)' },
   { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: the model\'s name)' },
   { name: 'chat-template', type: 'string', help: 'Jinja file to use instead of the model\'s chat template' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
@@ -26,6 +27,8 @@ export async function cmdServe(argv: string[]): Promise<void> {
   const port = (flags.port as number | undefined) ?? 8080;
   if (port < 0 || port > 65535) throw new OptionError('--port', `${port} is not in [0, 65535]`);
   const host = (flags.host as string | undefined) ?? '127.0.0.1';
+  const parallel = flags.parallel as number | undefined;
+  if (parallel !== undefined && (parallel < 1 || parallel > 1024)) throw new OptionError('--parallel', `${parallel} is not in [1, 1024]`);
   let chatTemplate: string | undefined;
   if (flags['chat-template'] !== undefined) {
     try {
@@ -36,7 +39,7 @@ export async function cmdServe(argv: string[]): Promise<void> {
   }
   const { model } = await loadForCommand(flags);
   const api = createOpenAIServer(model, {
-    modelId: flags.alias as string | undefined, chatTemplate, log: (line) => process.stderr.write(`${line}\n`),
+    modelId: flags.alias as string | undefined, chatTemplate, parallel, log: (line) => process.stderr.write(`${line}\n`),
   });
   let server;
   try {

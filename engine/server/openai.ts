@@ -2,13 +2,14 @@
  * An OpenAI-compatible HTTP API over one loaded model, as a web-standard `(Request) => Promise<Response>` handler:
  * Node (engine/adapters/node-http.ts), Deno.serve and Bun.serve all run it as it is.
  *
- *   GET  /health                  {"status":"ok", activeRequests, sessions}
+ *   GET  /health                  {"status":"ok", activeRequests, waiting, sessions}
  *   GET  /v1/models               the loaded model
  *   POST /v1/completions          prompt (text or token ids) -> text
  *   POST /v1/chat/completions     messages -> the model's chat template -> text
  *
  * Both POST endpoints stream as server-sent events with `"stream": true` (ending with `data: [DONE]`). Each request
- * gets its own Session; all of them take turns on the model one token step at a time (TurnQueue). A client that
+ * gets its own Session (at most `parallel` at once, the others wait in line); all of them take turns on the model
+ * one token step at a time (TurnQueue). A client that
  * goes away (request signal aborted, or the response stream cancelled) stops its generation and frees its session.
  */
 import { BmcError, OptionError } from '../errors.js';
@@ -16,7 +17,7 @@ import type { Model } from '../model.js';
 import type { GenerateOptions, Generation, StopReason } from '../generate/generate.js';
 import { ChatTemplate } from '../chat/template.js';
 import type { ChatMessage } from '../chat/template.js';
-import { TurnQueue } from './turns.js';
+import { Slots, TurnQueue } from './turns.js';
 import { RequestError, onlyNeutral, optBool, optInt, optNumber, optString, stopStrings } from './validate.js';
 import type { Body } from './validate.js';
 
@@ -27,6 +28,8 @@ export interface ServerOptions {
   chatTemplate?: string;
   /** Largest request body accepted, in bytes. Default 4 MiB. */
   maxBodyBytes?: number;
+  /** Generations running at once; later requests wait for a slot. Default 4. */
+  parallel?: number;
   /** Called with one line per finished request (method, path, status, tokens). */
   log?: (line: string) => void;
 }
@@ -68,6 +71,9 @@ interface Job {
 
 export function createOpenAIServer(model: Model, options: ServerOptions = {}): OpenAIServer {
   const turns = new TurnQueue();
+  const parallel = options.parallel ?? 4;
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new OptionError('parallel', `${String(parallel)} is not an integer in [1, 1024]`);
+  const slots = new Slots(parallel);
   const template = ChatTemplate.fromModel(model.info.metadata, model.tokenizer, options.chatTemplate);
   const modelId = options.modelId ?? model.info.name ?? 'bmc-llm';
   const maxBody = options.maxBodyBytes ?? 4 << 20;
@@ -194,11 +200,19 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
     const id = `${job.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`;
     const object = job.kind === 'chat' ? 'chat.completion' : 'text_completion';
     const base = () => ({ id, object, created: Math.floor(Date.now() / 1000), model: modelId });
+    let release: () => void;
+    try {
+      release = await slots.acquire(requestSignal);
+    } catch {
+      active--;
+      throw new RequestError(null, 'the client went away while waiting', 499);
+    }
     const ac = new AbortController();
     const onAbort = () => ac.abort();
     requestSignal.addEventListener('abort', onAbort, { once: true });
     const done = (gen?: Generation) => {
       requestSignal.removeEventListener('abort', onAbort);
+      release();
       active--;
       const s = gen?.stats;
       options.log?.(`${id} ${job.kind}${job.stream ? ' stream' : ''}: prompt ${job.ids.length} tokens, completion ${s?.generatedTokens ?? 0} tokens, stopped by ${s?.stopReason ?? (ac.signal.aborted ? 'abort' : 'error')}`);
@@ -281,7 +295,7 @@ export function createOpenAIServer(model: Model, options: ServerOptions = {}): O
     const method = endpoints[path];
     if (!method) throw new RequestError(null, `no endpoint ${path} (try /v1/models, /v1/completions, /v1/chat/completions, /health)`, 404, 'not_found_error');
     if (request.method !== method) throw new RequestError(null, `${path} takes ${method}, not ${request.method}`, 405);
-    if (path === '/health') return json({ status: 'ok', model: modelId, activeRequests: active, sessions: model.activeSessions, queuedSteps: turns.queued });
+    if (path === '/health') return json({ status: 'ok', model: modelId, activeRequests: active, waiting: slots.waiting, sessions: model.activeSessions, queuedSteps: turns.queued });
     if (path === '/v1/models') return json({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'bmc-llm' }] });
     const body = await readBody(request);
     let job: Job;
