@@ -195,7 +195,7 @@ export class Model {
     const o = opts.kv === undefined ? this.kvOpts : validateKVOptions(opts.kv);
     const rule = opts.kv === undefined ? this.kvRule : undefined;
     const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec);
-    const s = new Session(this.graph, kv, () => this.alive);
+    const s: Session = new Session(this.graph, kv, () => this.alive, () => this.sessions.delete(s));
     this.sessions.add(s);
     return s;
   }
@@ -216,6 +216,11 @@ export class Model {
     return { threads: this.kern?.threads ?? 1, ...(this.kern?.poolStats() ?? { jobs: 0, parts: 0, workerParts: 0 }) };
   }
 
+  /** Sessions created and not yet disposed (each holds its own KV cache). */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
   /** Arena statistics (bytes in use, peak, reserved). */
   memoryStats() {
     this.check();
@@ -224,7 +229,7 @@ export class Model {
 
   dispose(): void {
     if (!this.alive) return;
-    for (const s of this.sessions) s.dispose();
+    for (const s of [...this.sessions]) s.dispose();
     this.sessions.clear();
     this.graph?.dispose();
     for (const p of this.weightPtrs) this.kern!.free(p);

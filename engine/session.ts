@@ -15,7 +15,17 @@ export class Session {
   private disposed = false;
 
   /** @internal */
-  constructor(private readonly graph: LlamaGraph, private readonly kv: KVCache, private readonly isAlive: () => boolean) {}
+  constructor(
+    private readonly graph: LlamaGraph,
+    private readonly kv: KVCache,
+    private readonly isAlive: () => boolean,
+    private readonly onDispose?: () => void,
+  ) {}
+
+  /** Whether dispose() was called or the model was disposed (the session can no longer be used). */
+  get isDisposed(): boolean {
+    return this.disposed || !this.isAlive();
+  }
 
   /** Tokens in the sequence so far. */
   get length(): number {
@@ -68,6 +78,7 @@ export class Session {
     if (this.disposed) return;
     this.disposed = true;
     if (this.isAlive()) this.kv.dispose();
+    this.onDispose?.();
   }
 
   private check(): void {

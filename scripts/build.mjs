@@ -73,10 +73,13 @@ const common = {
   logLevel: 'warning', absWorkingDir: root,
 };
 await esbuild.build({ ...common, entryPoints: ['engine/index.ts'], outfile: 'dist/index.js' });
+// The CLI is one self-contained file (wasm and every dependency inlined, only runtime built-ins imported): it runs
+// from any folder without node_modules, under Node, Deno and Bun. dist/cli.js stays as a two-line alias.
 await esbuild.build({
-  ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/cli.js',
+  ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/bmc-llm.mjs',
   banner: { js: '#!/usr/bin/env node' },
 });
+writeFileSync(join(root, 'dist/cli.js'), "#!/usr/bin/env node\nimport './bmc-llm.mjs';\n");
 
 // 3. Kernel files for runtimes that import wasm as modules and refuse to compile bytes (Cloudflare Workers):
 // dist/wasm/kernels-plain.wasm and kernels-relaxed.wasm, each with an unshared memory import (such runtimes run one

@@ -60,12 +60,16 @@ async function downloadDefault(dest: string, log: (s: string) => void): Promise<
     const out = createWriteStream(tmp);
     const hash = createHash('sha256');
     let got = 0;
+    // The bar is drawn on a terminal (or with BMC_LLM_PROGRESS=1), redrawn once per percent (per MiB without a size).
+    const drawBar = process.stderr.isTTY === true || process.env.BMC_LLM_PROGRESS === '1';
+    let shown = -1;
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         hash.update(chunk);
         got += chunk.byteLength;
         if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-        log(`\r${progressBar(got, total)}`);
+        const step = total ? Math.floor((100 * got) / total) : Math.floor(got / 1048576);
+        if (drawBar && step !== shown) { shown = step; log(`\r${progressBar(got, total)}`); }
       }
       await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
     } catch (e) {
@@ -74,7 +78,7 @@ async function downloadDefault(dest: string, log: (s: string) => void): Promise<
       failures.push(`${url}: ${(e as Error).message}`);
       continue;
     }
-    log('\n');
+    if (drawBar) log('\n');
     await rename(tmp, dest);
     const sha = hash.digest('hex');
     await writeFile(`${dest}.sha256`, `${sha}  ${DEFAULT_MODEL.file}  ${url}\n`);

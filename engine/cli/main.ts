@@ -8,12 +8,16 @@ import { loadModel, planMemory, resolveSource } from '../model.js';
 import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
-import { resolveModelPath, progressBar } from '../adapters/model-cache.js';
+import { resolveModelPath } from '../adapters/model-cache.js';
 import { helpText, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 import type { GGUFValue } from '../gguf/reader.js';
 import { cmdPlan } from './plan.js';
 import type { DraftOptions } from '../spec/options.js';
+import { cmdServe } from './serve.js';
+import { cmdChat } from './chat.js';
+import { cmdBench } from './bench.js';
+import { progressReporter, showProgress } from './load.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -52,6 +56,9 @@ usage:
               [--draft FILE | --lookup] [--draft-k K]
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
+  bmc-llm serve [-m FILE] [--port P] [--host H]   (OpenAI-compatible HTTP API; serve --help)
+  bmc-llm chat [-m FILE] [--system TEXT]          (interactive chat keeping the KV cache between turns; chat --help)
+  bmc-llm bench [-m FILE] [-p 128,512] [-n 32,128] [--json]   (prompt and decode tok/s; bench --help)
 
 run options:
 ${helpText(RUN_FLAGS)}
@@ -69,20 +76,15 @@ async function cmdRun(argv: string[]): Promise<void> {
     : { ...(flags.kv === undefined ? {} : parseKVFlag(flags.kv as string)), ...(kvType === undefined ? {} : { type: kvType }) };
   const draft = draftFlags(flags);
   const modelPath = await resolveModelPath(flags.model as string | undefined, err);
-  const tty = process.stderr.isTTY;
-  let lastPct = -1;
+  const bar = progressReporter(showProgress());
   const t0 = performance.now();
   const model = await loadModel(modelPath, {
     contextLength: flags['ctx-size'] as number | undefined,
     threads: flags.threads as number | undefined,
     kv,
-    onProgress: (p) => {
-      if (p.status !== 'progress' || !tty) return;
-      const pct = Math.floor(p.progress ?? 0);
-      if (pct !== lastPct) { lastPct = pct; err(`\rloading ${progressBar(p.loaded ?? 0, p.total ?? 0)}`); }
-    },
+    onProgress: bar.onProgress,
   });
-  if (tty) err('\r\x1b[K');
+  bar.end();
   const hp = model.info.hparams!;
   if (model.info.threadsFallback) err(`note: running on 1 thread: ${model.info.threadsFallback}\n`);
   err(`loaded ${model.info.name ?? modelPath} (${hp.nLayers} layers, dim ${hp.dim}, vocab ${hp.nVocab}, ${model.info.threads} thread${model.info.threads === 1 ? '' : 's'}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
@@ -208,8 +210,11 @@ async function main(argv: string[]): Promise<number> {
     if (cmd === 'run') await cmdRun(rest);
     else if (cmd === 'info') await cmdInfo(rest);
     else if (cmd === 'plan') await cmdPlan(rest);
+    else if (cmd === 'serve') await cmdServe(rest);
+    else if (cmd === 'chat') await cmdChat(rest);
+    else if (cmd === 'bench') await cmdBench(rest);
     else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
-    else throw new OptionError(cmd, 'unknown command (run, info, plan)');
+    else throw new OptionError(cmd, 'unknown command (run, info, plan, serve, chat, bench)');
     return 0;
   } catch (e) {
     if (e instanceof BmcError) {

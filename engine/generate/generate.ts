@@ -25,6 +25,16 @@ export interface GenerateOptions extends SamplingOptions {
   /** Speculative decoding: a drafter proposes tokens that the model verifies k + 1 at a time (engine/spec). */
   draft?: DraftOptions;
   signal?: AbortSignal;
+  /**
+   * Continue this session (its tokens so far stay in its KV cache; the prompt ids are fed after them) instead of a
+   * fresh one; it is left open afterwards, holding the prompt and every generated token but the last.
+   */
+  session?: Session;
+  /**
+   * Runs each model evaluation (the prompt, then each decode or verify pass): a server passes a turn queue here so
+   * that concurrent generations over one model take turns step by step.
+   */
+  schedule?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
 export interface GenerationPiece {
@@ -107,27 +117,35 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
     const tok = model.tokenizer;
     const spec = opts.draft === undefined ? undefined : await openSpeculation(model, opts.draft, sampling, opts.signal);
     let session: Session | undefined;
+    // Rows of a continued session that hold emitted tokens (the prompt and every generated token but the last).
+    let keepRows = Infinity;
     const sp: SpeculationStats | undefined = spec && {
       drafter: spec.drafter.name, passes: 0, drafted: 0, accepted: 0, acceptanceRate: 0, tokenAcceptance: 0, rejections: 0, tokensPerPass: 0, k: spec.control.k,
       draftMs: 0, draftKV: undefined,
     };
     if (sp) stats.speculative = sp;
     try {
-      session = model.createSession(draftK === undefined ? {} : { draftK });
+      session = opts.session ?? model.createSession(draftK === undefined ? {} : { draftK });
+      const s = session;
+      const step = opts.schedule ?? (<T>(f: () => Promise<T>) => f());
+      // Tokens the session held before this generation (a continued conversation); the context below excludes them.
+      const offset = s.length;
       const sampler = new Sampler(sampling);
       const decoder = new StreamDecoder(tok);
       const stopper = new StopMatcher(stops);
       const context = [...promptIds];
-      const ctx = session.contextLength;
+      // Room for the context's tokens: the context length less what the session held before.
+      const ctx = s.contextLength - offset;
       if (promptIds.length >= ctx) {
-        throw new OptionError('contextLength', `the prompt has ${promptIds.length} tokens, which leaves no room in the context of ${ctx}`);
+        throw new OptionError('contextLength', `the prompt has ${offset + promptIds.length} tokens, which leaves no room in the context of ${s.contextLength}`);
       }
       opts.signal?.throwIfAborted();
       const t0 = now();
       // Logits for the next position, when the model has already seen every token of the context (after the prompt).
-      let carry: Float32Array | undefined = await session.eval(promptIds, { logits: 'last' });
+      let carry: Float32Array | undefined = await step(() => s.eval(promptIds, { logits: 'last' }));
       // The last accepted token, not yet fed to the model (every turn after the first).
       let pending: number | undefined;
+      keepRows = offset + promptIds.length;
       stats.promptMs = now() - t0;
       const t1 = now();
       const V = carry.length;
@@ -140,6 +158,7 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
           return { piece: rest ? { token, text: rest } : undefined, done: true };
         }
         context.push(token);
+        keepRows = offset + context.length - 1;
         stats.generatedTokens++;
         const { text, stopped } = stopper.push(decoder.push(token));
         if (stopped) {
@@ -178,9 +197,9 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
           }
         }
         const feed = pending === undefined ? drafts : [pending, ...drafts];
-        const base = context.length; // rows the model keeps whatever is rejected: the context, pending included
+        const base = offset + context.length; // rows the model keeps whatever is rejected: the context, pending included
         let all: Float32Array | undefined;
-        if (feed.length > 0) all = await session.eval(feed, { logits: 'all' });
+        if (feed.length > 0) all = await step(() => s.eval(feed, { logits: 'all' }));
         if (sp) sp.passes++;
         // Row j: the model's logits for the position of drafts[j] (j = drafts.length: the token after them).
         const first = carry;
@@ -227,7 +246,10 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
         sp.draftKV = typeof dk === 'function' ? dk.call(spec!.drafter) : undefined;
       }
       if (session) stats.kv = session.kvStats();
-      session?.dispose();
+      if (opts.session) {
+        // Drafts accepted past where generation stopped were never emitted: the session keeps the emitted prefix.
+        if (!opts.session.isDisposed && opts.session.length > keepRows) opts.session.truncate(keepRows);
+      } else session?.dispose();
       spec?.drafter.dispose();
     }
   }
