@@ -108,7 +108,7 @@ export function accessTrace(trace: AttentionTrace, sparsity = 0): AccessTrace {
         tok.push(r.index ? r.index[j]! : j);
         ms.push(r.mass[j]!);
       }
-      const cap = Math.ceil((1 - sparsity) * r.ctxLen);
+      const cap = Math.ceil((1 - sparsity) * r.ctxLen - 1e-9); // 1e-9: (1 - 0.7) * 210 is 63.00000000000001
       if (tok.length > cap) {
         const keep = tok.map((_, k) => k).sort((a, b) => ms[b]! - ms[a]! || a - b).slice(0, cap).sort((a, b) => a - b);
         idx.push(Uint32Array.from(keep, (k) => tok[k]!));
@@ -339,7 +339,7 @@ function reactivePolicy(maxCtx: number): SimPolicy {
         if (t.hotCount >= t.capacity) evict(t);
         t.add(i, true);
         pushMru(i);
-        lastUse[i] = t.step;
+        lastUse[i] = t.step - 1; // written, not yet read: evictable at this step
       }
     },
     after(t, step, idx) {

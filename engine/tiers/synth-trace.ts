@@ -85,7 +85,7 @@ export function synthTrace(opts: SynthTraceOptions = {}): AttentionTrace {
         score[i] = Math.exp(logBase[i]! + variation * SWING * Math.sin(freq[i]! * t + phase[i]!));
         order.push(i);
       }
-      const attended = Math.max(0, Math.ceil((1 - sparsity) * ctx) - (ctx - recentFrom) - Math.min(sinks, ctx));
+      const attended = Math.max(0, Math.ceil((1 - sparsity) * ctx - 1e-9) - (ctx - recentFrom) - Math.min(sinks, ctx));
       if (attended < order.length) {
         order.sort((a, b) => score[b]! - score[a]! || a - b);
         order.length = attended;
