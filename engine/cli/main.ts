@@ -13,6 +13,7 @@ import { helpText, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 import type { GGUFValue } from '../gguf/reader.js';
 import { cmdPlan } from './plan.js';
+import { cmdSimulatePlacement } from './simulate.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -46,6 +47,8 @@ usage:
               [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--ignore-eos]
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
+  bmc-llm simulate-placement (--trace FILE | --synthetic) [--preset gh200] [--svg FILE] [--json]
+              (hot/cold KV placement policies on a two-tier memory model; simulate-placement --help)
 
 run options:
 ${helpText(RUN_FLAGS)}
@@ -177,8 +180,9 @@ async function main(argv: string[]): Promise<number> {
     if (cmd === 'run') await cmdRun(rest);
     else if (cmd === 'info') await cmdInfo(rest);
     else if (cmd === 'plan') await cmdPlan(rest);
+    else if (cmd === 'simulate-placement') await cmdSimulatePlacement(rest);
     else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
-    else throw new OptionError(cmd, 'unknown command (run, info, plan)');
+    else throw new OptionError(cmd, 'unknown command (run, info, plan, simulate-placement)');
     return 0;
   } catch (e) {
     if (e instanceof BmcError) {
