@@ -18,6 +18,7 @@ import { cmdServe } from './serve.js';
 import { cmdChat } from './chat.js';
 import { cmdBench } from './bench.js';
 import { progressReporter, showProgress } from './load.js';
+import { cmdSimulatePlacement } from './simulate.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -59,6 +60,8 @@ usage:
   bmc-llm serve [-m FILE] [--port P] [--host H]   (OpenAI-compatible HTTP API; serve --help)
   bmc-llm chat [-m FILE] [--system TEXT]          (interactive chat keeping the KV cache between turns; chat --help)
   bmc-llm bench [-m FILE] [-p 128,512] [-n 32,128] [--json]   (prompt and decode tok/s; bench --help)
+  bmc-llm simulate-placement (--trace FILE | --synthetic) [--preset gh200] [--svg FILE] [--json]
+              (hot/cold KV placement policies on a two-tier memory model; simulate-placement --help)
 
 run options:
 ${helpText(RUN_FLAGS)}
@@ -213,8 +216,9 @@ async function main(argv: string[]): Promise<number> {
     else if (cmd === 'serve') await cmdServe(rest);
     else if (cmd === 'chat') await cmdChat(rest);
     else if (cmd === 'bench') await cmdBench(rest);
+    else if (cmd === 'simulate-placement') await cmdSimulatePlacement(rest);
     else if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') process.stdout.write(USAGE);
-    else throw new OptionError(cmd, 'unknown command (run, info, plan, serve, chat, bench)');
+    else throw new OptionError(cmd, 'unknown command (run, info, plan, serve, chat, bench, simulate-placement)');
     return 0;
   } catch (e) {
     if (e instanceof BmcError) {

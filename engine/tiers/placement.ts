@@ -1,0 +1,249 @@
+/**
+ * Online hot/cold placement of one layer's KV rows, per token (not per page).
+ *
+ * Attention-sink tokens (the first `sinks`) and a recent window (the newest `window`) are pinned hot. Every other
+ * token competes for the remaining hot rows by an exponential moving average (EMA) of the attention mass it
+ * receives; at each step the hottest cold tokens swap with the coldest hot ones, but only where the candidate's EMA
+ * beats the victim's by a margin (hysteresis, so near-ties do not ping-pong) and only for a fraction R of the
+ * beneficial swaps (the migration ratio of arXiv 2508.13231), capped per step. The decay is uniform, so tokens that
+ * got no mass keep their order; a token whose attention comes back climbs again, which is why nothing is ever
+ * evicted for good: it only moves to the slow tier.
+ *
+ * The engine's tiered KV cache uses one instance per layer:
+ *   1. before writing `count` new rows: `d = append(count)`; move the rows in `d.demote` to the cold tier first,
+ *      then write the new rows hot, except those listed in `d.cold` (only when a chunk is longer than the hot room);
+ *   2. after attention at each decode step: `d = observe(mass)` with the per-token mass of this layer (summed over
+ *      heads, any scale, length = rows in the cache); apply `d.demote` then `d.promote`.
+ * After every call at most `capacity` rows are hot. `truncate(length)` follows a rollback of the cache.
+ */
+import { OptionError } from '../errors.js';
+
+export interface EmaPlacementOptions {
+  /** Hot rows available to this layer (tokens). Must hold the sinks and the window. */
+  capacity: number;
+  /** First tokens always hot (attention sinks), default 4. */
+  sinks?: number;
+  /** Newest tokens always hot, default 32. */
+  window?: number;
+  /** Weight of the newest step in the EMA, in (0, 1], default 0.5 (a short memory: see the README sweep). */
+  alpha?: number;
+  /** Fraction R of the beneficial swaps performed per step, in [0, 1], default 1. */
+  migrationRatio?: number;
+  /** Most promotions per step, default unlimited. */
+  maxMigrationsPerStep?: number;
+  /** A cold token replaces a hot one only when its EMA is above (1 + hysteresis) times the hot one's, default 0.25. */
+  hysteresis?: number;
+}
+
+/** Row moves, to apply in this order: `demote` (hot -> cold), then `promote` (cold -> hot). */
+export interface PlacementDecision {
+  demote: number[];
+  promote: number[];
+  /** From append(): new rows that go straight to the cold tier (every other new row is written hot). */
+  cold: number[];
+}
+
+export interface PlacementStats {
+  /** observe() calls. */
+  steps: number;
+  promotions: number;
+  /** Every hot -> cold move, including those append() forces to make room for new rows. */
+  demotions: number;
+  /** Demotions made by append() for new rows. */
+  forcedDemotions: number;
+}
+
+const empty = (): PlacementDecision => ({ demote: [], promote: [], cold: [] });
+
+export class EmaPlacement {
+  readonly capacity: number;
+  readonly sinks: number;
+  readonly window: number;
+  readonly alpha: number;
+  readonly migrationRatio: number;
+  readonly maxMigrationsPerStep: number;
+  readonly hysteresis: number;
+  readonly stats: PlacementStats = { steps: 0, promotions: 0, demotions: 0, forcedDemotions: 0 };
+  private ema = new Float64Array(64);
+  private hot = new Uint8Array(64);
+  private n = 0;
+  private nHot = 0;
+
+  constructor(opts: EmaPlacementOptions) {
+    const int = (name: string, v: number, min: number) => {
+      if (!Number.isInteger(v) || v < min) throw new OptionError(name, `${v} is not an integer >= ${min}`);
+      return v;
+    };
+    this.capacity = int('capacity', opts.capacity, 1);
+    this.sinks = int('sinks', opts.sinks ?? 4, 0);
+    this.window = int('window', opts.window ?? 32, 1);
+    if (this.sinks + this.window > this.capacity) {
+      throw new OptionError('capacity', `${this.capacity} hot rows cannot hold ${this.sinks} sinks and a window of ${this.window}`);
+    }
+    this.alpha = opts.alpha ?? 0.5;
+    if (!(this.alpha > 0 && this.alpha <= 1)) throw new OptionError('alpha', `${this.alpha} is not in (0, 1]`);
+    this.migrationRatio = opts.migrationRatio ?? 1;
+    if (!(this.migrationRatio >= 0 && this.migrationRatio <= 1)) throw new OptionError('migrationRatio', `${this.migrationRatio} is not in [0, 1]`);
+    this.maxMigrationsPerStep = opts.maxMigrationsPerStep ?? Infinity;
+    if (!(this.maxMigrationsPerStep >= 0)) throw new OptionError('maxMigrationsPerStep', `${this.maxMigrationsPerStep} is not >= 0`);
+    this.hysteresis = opts.hysteresis ?? 0.25;
+    if (!(this.hysteresis >= 0 && Number.isFinite(this.hysteresis))) throw new OptionError('hysteresis', `${this.hysteresis} is not a finite number >= 0`);
+  }
+
+  /** Rows in the cache. */
+  get length(): number {
+    return this.n;
+  }
+
+  get hotCount(): number {
+    return this.nHot;
+  }
+
+  isHot(i: number): boolean {
+    return i >= 0 && i < this.n && this.hot[i] === 1;
+  }
+
+  /** The token's EMA of attention mass (0 for a token never attended). */
+  score(i: number): number {
+    return i >= 0 && i < this.n ? this.ema[i]! : 0;
+  }
+
+  private pinned(i: number): boolean {
+    return i < this.sinks || i >= this.n - this.window;
+  }
+
+  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay). */
+  private victims(end: number): number[] {
+    const v: number[] = [];
+    for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
+    const e = this.ema;
+    return v.sort((a, b) => e[a]! - e[b]! || b - a);
+  }
+
+  /** `count` new rows are about to be written; see the class comment. */
+  append(count: number): PlacementDecision {
+    if (!Number.isInteger(count) || count < 0) throw new OptionError('count', `${count} is not an integer >= 0`);
+    const d = empty();
+    if (count === 0) return d;
+    const old = this.n;
+    if (old + count > this.ema.length) {
+      let cap = this.ema.length;
+      while (cap < old + count) cap *= 2;
+      const e = new Float64Array(cap);
+      e.set(this.ema.subarray(0, old));
+      const h = new Uint8Array(cap);
+      h.set(this.hot.subarray(0, old));
+      this.ema = e;
+      this.hot = h;
+    }
+    this.n = old + count;
+    let mustHot = 0;
+    for (let i = old; i < this.n; i++) if (this.pinned(i)) mustHot++;
+    const need = this.nHot + mustHot - this.capacity;
+    if (need > 0) {
+      // Enough unpinned hot rows always exist: every pinned row fits the capacity (checked in the constructor).
+      for (const i of this.victims(old).slice(0, need)) {
+        this.hot[i] = 0;
+        d.demote.push(i);
+      }
+      this.nHot -= need;
+      this.stats.demotions += need;
+      this.stats.forcedDemotions += need;
+    }
+    let room = this.capacity - this.nHot - mustHot;
+    for (let i = old; i < this.n; i++) {
+      this.ema[i] = 0;
+      if (this.pinned(i) || room-- > 0) {
+        this.hot[i] = 1;
+        this.nHot++;
+      } else {
+        this.hot[i] = 0;
+        d.cold.push(i);
+      }
+    }
+    return d;
+  }
+
+  /** One decode step's attention mass per row (length = `length`); see the class comment. */
+  observe(mass: ArrayLike<number>): PlacementDecision {
+    const n = this.n;
+    if (mass.length !== n) throw new OptionError('mass', `${mass.length} values for ${n} rows`);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const m = mass[i]!;
+      if (!(m >= 0) || m === Infinity) throw new OptionError('mass', `row ${i} has mass ${m} (must be finite and >= 0)`);
+      sum += m;
+    }
+    this.stats.steps++;
+    const d = empty();
+    if (sum === 0) return d;
+    const e = this.ema;
+    const a = this.alpha;
+    for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
+
+    let minHot = Infinity;
+    for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i) && e[i]! < minHot) minHot = e[i]!;
+    let free = this.capacity - this.nHot;
+    const bar = (1 + this.hysteresis) * minHot;
+    const cands: number[] = [];
+    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
+    if (cands.length === 0) return d;
+    cands.sort((x, y) => e[y]! - e[x]! || x - y);
+    const victims = free >= cands.length ? [] : this.victims(n);
+    // Beneficial moves: fill free rows first, then swap while the candidate clearly beats the coldest hot row left.
+    let k = 0;
+    for (let f = free, v = 0; k < cands.length; k++) {
+      if (f > 0) f--;
+      else if (v < victims.length && e[cands[k]!]! > (1 + this.hysteresis) * e[victims[v]!]!) v++;
+      else break;
+    }
+    const R = this.migrationRatio;
+    const moves = Math.min(this.maxMigrationsPerStep, R >= 1 ? k : Math.ceil(R * k));
+    for (let j = 0, v = 0; j < moves; j++) {
+      if (free > 0) free--;
+      else {
+        const out = victims[v++]!;
+        this.hot[out] = 0;
+        d.demote.push(out);
+      }
+      const c = cands[j]!;
+      this.hot[c] = 1;
+      d.promote.push(c);
+    }
+    this.nHot += d.promote.length - d.demote.length;
+    this.stats.promotions += d.promote.length;
+    this.stats.demotions += d.demote.length;
+    return d;
+  }
+
+  /**
+   * The cache was rolled back to `length` rows (rejected speculative tokens): forget the rows past it. Rows that
+   * fall back into the recent window are pinned again, so the decision may promote them (and demote to make room).
+   */
+  truncate(length: number): PlacementDecision {
+    if (!Number.isInteger(length) || length < 0 || length > this.n) throw new OptionError('length', `${length} is not in [0, ${this.n}]`);
+    for (let i = length; i < this.n; i++) if (this.hot[i] === 1) this.nHot--;
+    this.hot.fill(0, length, this.n);
+    this.ema.fill(0, length, this.n);
+    this.n = length;
+    const d = empty();
+    const back: number[] = [];
+    for (let i = 0; i < length; i++) if (this.hot[i] === 0 && this.pinned(i)) back.push(i);
+    if (back.length === 0) return d;
+    const victims = this.victims(length);
+    for (const i of back) {
+      if (this.nHot >= this.capacity) {
+        const out = victims.shift()!;
+        this.hot[out] = 0;
+        d.demote.push(out);
+        this.nHot--;
+      }
+      this.hot[i] = 1;
+      this.nHot++;
+      d.promote.push(i);
+    }
+    this.stats.promotions += d.promote.length;
+    this.stats.demotions += d.demote.length;
+    return d;
+  }
+}

@@ -1,0 +1,58 @@
+/** `bmc-llm simulate-placement` as a user runs it (the built dist/cli.js). */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from './shared-paths.js';
+
+const CLI = join(ROOT, 'dist/cli.js');
+const cli = (args: string[]) => {
+  const r = spawnSync(process.execPath, [CLI, 'simulate-placement', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+const SMALL = ['--syn-layers', '2', '--syn-prompt', '128', '--syn-steps', '48'];
+
+describe('bmc-llm simulate-placement', () => {
+  it('--synthetic prints the table of every policy; the saved trace replays to the same JSON; --svg writes a chart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bmc-sim-'));
+    const trace = join(dir, 'syn.trace');
+    const svg = join(dir, 'chart.svg');
+    const r = cli(['--synthetic', ...SMALL, '--save-trace', trace, '--svg', svg]);
+    expect(r.code).toBe(0);
+    for (const p of ['ideal', 'static', 'reactive', 'page', 'online', 'oracle']) expect(r.out).toMatch(new RegExp(`^${p} +[0-9.]+ +[0-9.]+x +[0-9.]+%`, 'm'));
+    expect(r.out).toMatch(/^static +[0-9.]+ +1\.00x/m);
+    expect(r.err).toMatch(/oracle: W \d+, R [0-9.]+ after \d+ evaluations/);
+    expect(readFileSync(svg, 'utf8')).toMatch(/^<svg[\s\S]*oracle[\s\S]*<\/svg>$/);
+    const a = JSON.parse(cli(['--synthetic', ...SMALL, '--json']).out);
+    const b = JSON.parse(cli(['--trace', trace, '--json']).out);
+    expect(b.results).toEqual(a.results);
+    expect(b.model.fastBw).toBe(4.9e12);
+    // Flags override the preset.
+    const c = JSON.parse(cli(['--trace', trace, '--json', '--fast-bytes', '1e6', '--slow-bw', '1e11', '--policies', 'static,online']).out);
+    expect(c.model).toMatchObject({ fastBytes: 1e6, slowBw: 1e11 });
+    expect(c.results.map((x: { policy: string }) => x.policy)).toEqual(['static', 'online']);
+  });
+
+  it('bad flags exit 2 naming the flag; a corrupt trace exits 1 naming the defect', () => {
+    const one = cli([]);
+    expect(one.code).toBe(2);
+    expect(one.err).toMatch(/--trace/);
+    const pol = cli(['--synthetic', ...SMALL, '--policies', 'static,lru']);
+    expect(pol.code).toBe(2);
+    expect(pol.err).toMatch(/--policies: unknown policy "lru"/);
+    const sp = cli(['--synthetic', ...SMALL, '--sparsity', '1.5']);
+    expect(sp.code).toBe(2);
+    expect(sp.err).toMatch(/--sparsity/);
+    expect(cli(['--synthetic', '--preset', 'mi300']).err).toMatch(/--preset/);
+    const dir = mkdtempSync(join(tmpdir(), 'bmc-sim-'));
+    const bad = join(dir, 'bad.trace');
+    writeFileSync(bad, Uint8Array.from([0x42, 0x4d, 0x43, 0x54, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0x7b, 0x7d, 1, 4, 0, 0, 0]));
+    const c = cli(['--trace', bad]);
+    expect(c.code).toBe(1);
+    expect(c.err).toMatch(/bad\.trace: step 0 layer 0: sparse header: needs 8 bytes/);
+    const missing = cli(['--trace', join(dir, 'nope.trace')]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/no such file/);
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * The online per-token placement policy (engine/tiers/placement.ts), driven as the engine will drive it: append
+ * before writing rows, observe after attention, apply the decisions to a separate record of which rows are hot.
+ */
+import { describe, expect, it } from 'vitest';
+import { OptionError } from '../engine/errors.js';
+import { Rng } from '../engine/gguf/synth.js';
+import { EmaPlacement } from '../engine/tiers/placement.js';
+import type { EmaPlacementOptions, PlacementDecision } from '../engine/tiers/placement.js';
+
+/** The cache's side: which rows are hot, changed only through decisions, each checked for consistency. */
+class Cache {
+  readonly hot = new Set<number>();
+  length = 0;
+  constructor(readonly p: EmaPlacement) {}
+  private apply(d: PlacementDecision, added: number) {
+    for (const i of d.demote) {
+      expect(this.hot.has(i)).toBe(true);
+      this.hot.delete(i);
+    }
+    for (const i of d.promote) {
+      expect(this.hot.has(i)).toBe(false);
+      expect(i).toBeLessThan(this.length);
+      this.hot.add(i);
+    }
+    const cold = new Set(d.cold);
+    for (let i = this.length; i < this.length + added; i++) if (!cold.has(i)) this.hot.add(i);
+    for (const i of cold) expect(i).toBeGreaterThanOrEqual(this.length);
+    this.length += added;
+    this.check();
+  }
+  append(n: number) {
+    const d = this.p.append(n);
+    this.apply(d, n);
+    return d;
+  }
+  observe(mass: ArrayLike<number>) {
+    const d = this.p.observe(mass);
+    expect(d.cold).toEqual([]);
+    this.apply(d, 0);
+    return d;
+  }
+  check() {
+    const p = this.p;
+    const bad: string[] = [];
+    if (this.hot.size > p.capacity) bad.push(`${this.hot.size} hot rows over ${p.capacity}`);
+    if (p.hotCount !== this.hot.size) bad.push(`hotCount ${p.hotCount}, applied ${this.hot.size}`);
+    for (let i = 0; i < this.length; i++) if (p.isHot(i) !== this.hot.has(i)) bad.push(`row ${i} disagrees`);
+    for (let i = 0; i < Math.min(p.sinks, this.length); i++) if (!this.hot.has(i)) bad.push(`sink ${i} cold`);
+    for (let i = Math.max(0, this.length - p.window); i < this.length; i++) if (!this.hot.has(i)) bad.push(`window row ${i} cold`);
+    expect(bad).toEqual([]);
+  }
+}
+
+const make = (o: Partial<EmaPlacementOptions> = {}) => new Cache(new EmaPlacement({ capacity: 16, sinks: 2, window: 4, ...o }));
+
+describe('EmaPlacement', () => {
+  it('random runs: never over capacity, sinks and the window always hot, decisions consistent', () => {
+    const rng = new Rng(7);
+    for (const opts of [{}, { migrationRatio: 0.3 }, { maxMigrationsPerStep: 1, hysteresis: 0 }, { alpha: 1, capacity: 9, sinks: 3, window: 4 }]) {
+      const c = make(opts);
+      c.append(40); // a prompt longer than the hot rows
+      for (let s = 0; s < 200; s++) {
+        const mass = Array.from({ length: c.length }, () => (rng.next() < 0.3 ? Math.exp(2 * rng.normal()) : 0));
+        c.observe(mass);
+        c.append(rng.next() < 0.1 ? 3 : 1);
+      }
+      expect(c.p.stats.steps).toBe(200);
+      expect(c.p.stats.promotions).toBeGreaterThan(0);
+    }
+  });
+
+  it('a long prompt keeps the sinks, the first rows that fit and the window hot; the rest go straight cold', () => {
+    const c = make();
+    const d = c.append(30);
+    expect(d.demote).toEqual([]);
+    expect(d.cold).toEqual(Array.from({ length: 30 - 16 }, (_, i) => 12 + i)); // hot: 0..11 (sinks, first come), 26..29
+    // Two more rows: with no attention seen yet every unpinned row ties, and the newest (just out of the window) go.
+    const e = c.append(2);
+    expect(e.demote).toEqual([27, 26]);
+  });
+
+  it('promotes the token whose attention rises and demotes the one whose attention faded', () => {
+    const c = make({ capacity: 8, sinks: 1, window: 2, alpha: 0.5, hysteresis: 0.25 });
+    c.append(12); // hot: 0..5 (sink + first come), 10, 11 (window)
+    expect([...c.hot].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 10, 11]);
+    const mass = (hi: number[]) => Array.from({ length: 12 }, (_, i) => (hi.includes(i) ? 10 : 1));
+    // Rows 1..4 and 8 are attended; 5 never is: 8 replaces 5 at the first step (EMA 10/23 * 0.5 vs 1/23 * 0.5).
+    let d = c.observe(mass([1, 2, 3, 4, 8]));
+    expect(d.promote).toEqual([8]);
+    expect(d.demote).toEqual([5]);
+    // Attention moves from 1 to 7: 7 replaces 1 once, and stays.
+    const steps: number[] = [];
+    for (let s = 0; s < 6; s++) {
+      d = c.observe(mass([2, 3, 4, 7, 8]));
+      if (d.promote.includes(7)) steps.push(s);
+    }
+    expect(steps.length).toBe(1);
+    expect(c.hot.has(7)).toBe(true);
+    expect(c.p.score(7)).toBeGreaterThan(c.p.score(1));
+  });
+
+  it('the migration ratio and the per-step cap bound the promotions; R = 0 never migrates', () => {
+    const run = (o: Partial<EmaPlacementOptions>) => {
+      const c = make({ capacity: 12, sinks: 0, window: 2, hysteresis: 0, ...o });
+      c.append(30); // hot: 0..9 and 28, 29
+      const mass = Array.from({ length: 30 }, (_, i) => (i >= 12 && i < 22 ? 5 : 0.1)); // 10 cold rows clearly better
+      return c.observe(mass).promote.length;
+    };
+    expect(run({})).toBe(10);
+    expect(run({ migrationRatio: 0.5 })).toBe(5);
+    expect(run({ migrationRatio: 0.25 })).toBe(3); // ceil(2.5)
+    expect(run({ maxMigrationsPerStep: 2 })).toBe(2);
+    expect(run({ migrationRatio: 0 })).toBe(0);
+  });
+
+  it('hysteresis: a candidate only slightly better than the coldest hot row stays cold', () => {
+    const c = make({ capacity: 4, sinks: 0, window: 1, alpha: 1, hysteresis: 0.5 });
+    c.append(6); // hot 0, 1, 2 and 5
+    expect(c.observe([1, 1, 1, 1.4, 0, 1]).promote).toEqual([]);
+    expect(c.observe([1, 1, 1, 1.6, 0, 1]).promote).toEqual([3]);
+  });
+
+  it('truncate forgets rows past the new length and re-pins the window', () => {
+    const c = make({ capacity: 6, sinks: 1, window: 2 });
+    c.append(10); // hot 0..3, 8, 9
+    c.observe(Array.from({ length: 10 }, (_, i) => (i === 5 ? 0 : 1)));
+    const d = c.p.truncate(7); // rows 5 and 6 are the window again
+    expect(d.promote.sort()).toEqual([5, 6]);
+    expect(c.p.hotCount).toBeLessThanOrEqual(6);
+    for (const i of [0, 5, 6]) expect(c.p.isHot(i)).toBe(true);
+    expect(c.p.length).toBe(7);
+    expect(() => c.p.truncate(8)).toThrow(OptionError);
+  });
+
+  it('options and inputs are checked', () => {
+    expect(() => new EmaPlacement({ capacity: 10, sinks: 4, window: 8 })).toThrow(/capacity/);
+    expect(() => new EmaPlacement({ capacity: 40, alpha: 0 })).toThrow(/alpha/);
+    expect(() => new EmaPlacement({ capacity: 40, migrationRatio: 2 })).toThrow(/migrationRatio/);
+    const p = new EmaPlacement({ capacity: 40 });
+    p.append(3);
+    expect(() => p.observe([1, 2])).toThrow(/2 values for 3 rows/);
+    expect(() => p.observe([1, NaN, 2])).toThrow(/row 1/);
+    expect(() => p.append(-1)).toThrow(OptionError);
+    expect(p.observe([0, 0, 0])).toEqual({ demote: [], promote: [], cold: [] });
+  });
+});
