@@ -5,6 +5,7 @@
 import { DisposedError, OptionError } from './errors.js';
 import type { KVCache, KVStats } from './kv/cache.js';
 import type { LlamaGraph } from './model/llama.js';
+import type { AttentionTracer } from './tiers/attention-mass.js';
 
 export interface EvalOptions {
   /** Which logits to return: of the last token only (default) or of every token fed. */
@@ -20,6 +21,7 @@ export class Session {
     private readonly kv: KVCache,
     private readonly isAlive: () => boolean,
     private readonly onDispose?: () => void,
+    private readonly tracer?: AttentionTracer,
   ) {}
 
   /** Whether dispose() was called or the model was disposed (the session can no longer be used). */
@@ -55,7 +57,7 @@ export class Session {
     for (let at = 0; at < n; at += B) {
       const chunk = Array.from({ length: Math.min(B, n - at) }, (_, i) => ids[at + i]!);
       const rows = mode === 'all' ? chunk.map((_, i) => i) : at + chunk.length === n ? [chunk.length - 1] : [];
-      this.graph.forward(this.kv, chunk, rows, out, mode === 'all' ? at * V : 0);
+      this.graph.forward(this.kv, chunk, rows, out, mode === 'all' ? at * V : 0, this.tracer);
     }
     return out;
   }
@@ -64,6 +66,7 @@ export class Session {
   truncate(length: number): void {
     this.check();
     this.kv.truncate(length);
+    this.tracer?.truncate(length);
   }
 
   reset(): void {
