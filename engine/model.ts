@@ -306,7 +306,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     const contextLength = contextOpt ?? hp.contextLength;
     const threads = threadsOpt ?? await defaultThreads();
     const memory = planMemory(header, hp, contextLength, batch, threads, kvOptions.type); // refuses q8_0 for odd head sizes
-    const kvRule = kvOptions.policy === 'paged' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
+    const kvRule = kvOptions.policy === 'paged' || kvOptions.policy === 'tiered' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
     const kvInitial = kvRule ? Math.min(kvRule.initialCapacity(contextLength), contextLength) * memory.kvPerToken : 0;
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);

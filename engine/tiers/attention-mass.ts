@@ -45,6 +45,8 @@ export class AttentionTracer {
   private len = 0;
   private pending: Float64Array[][] = [];
   private readonly kvDim: number;
+  /** Gets each layer's mass of a chunk's last row (a tiered cache's placement listens here). */
+  onLastRow?: (layer: number, mass: Float64Array) => void;
 
   constructor(readonly recorder: TraceRecorder, readonly shape: AttentionMassShape, private readonly contextLength: number) {
     if (recorder.nLayers !== shape.nLayers) throw new OptionError('trace', `the recorder has ${recorder.nLayers} layers, the model ${shape.nLayers}`);
@@ -81,6 +83,7 @@ export class AttentionTracer {
       const step = this.recorder.steps;
       for (let l = 0; l < this.shape.nLayers; l++) this.recorder.record(l, step, this.pending[i]![l]!);
     }
+    if (this.onLastRow && n > 0) for (let l = 0; l < this.shape.nLayers; l++) this.onLastRow(l, this.pending[n - 1]![l]!);
     this.pending = [];
     this.len += n;
   }
