@@ -68,6 +68,12 @@ describe('bmc-llm run --trace', () => {
     const j = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static,reactive,online']).out);
     expect(j.steps).toBeGreaterThanOrEqual(40);
     expect(j.layers).toBe(5);
+    // --kv-budget: the tiered cache (placed by the traced attention mass) generates the same text.
+    const tiered = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace, '--kv-budget', '120000']);
+    expect(tiered.status).toBe(0);
+    expect(tiered.stdout).toBe(r.stdout);
+    expect(tiered.stderr).toMatch(/kv tiers: budget .*hot rows per layer.*promotions/);
+    expect(run(['-n', '4', '--kv', 'bmc:8', '--kv-budget', '120000']).stderr).toMatch(/--kv-budget/);
     const bad = run(['-n', '4', '--trace', trace, '--lookup']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--trace/);

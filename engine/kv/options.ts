@@ -90,7 +90,7 @@ export function parseKVFlag(text: string): KVOptions {
     opts = policy === 'bmc' ? { policy, r: v } : { policy, blockSize: v };
   }
   try {
-    validateKVOptions(opts);
+    validateKVOptions(policy === 'tiered' ? { ...opts, budgetBytes: 1 } : opts); // the budget comes from --kv-budget
   } catch (e) {
     if (e instanceof OptionError) throw new OptionError(flag, `"${text}": ${e.message.replace(/^option \S+: /, '')}`);
     throw e;
