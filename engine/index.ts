@@ -23,3 +23,6 @@ export type { TurnStats } from './chat/conversation.js';
 export type { GGUFHeader, GGUFTensorInfo, GGUFValue } from './gguf/reader.js';
 export { blobSource, bytesSource, streamSource, responseSource, urlSource } from './gguf/source.js';
 export type { ByteSource } from './gguf/source.js';
+export { TraceRecorder, readTrace, writeTrace } from './tiers/trace.js';
+export type { AttentionTrace, TraceMeta, TraceRecorderOptions } from './tiers/trace.js';
+export type { TierStats } from './kv/tiered.js';

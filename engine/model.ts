@@ -22,6 +22,8 @@ import { Session } from './session.js';
 import { GGUFTokenizer } from './tokenizer/index.js';
 import { generate } from './generate/generate.js';
 import type { Generation, GenerateOptions } from './generate/generate.js';
+import { TraceRecorder } from './tiers/trace.js';
+import { AttentionTracer } from './tiers/attention-mass.js';
 
 export type ModelSource = string | URL | Response | ReadableStream<Uint8Array> | Blob | Uint8Array | ArrayBuffer | ByteSource;
 
@@ -76,6 +78,12 @@ export interface SessionOptions {
    * rows R stay >= draftK + 1 so that such a pass is written into spare rows (default 8).
    */
   draftK?: number;
+  /**
+   * Records an attention trace of this session: per layer and per token fed (prompt rows included), the attention
+   * mass each cached token receives, summed over heads (computed on a separate, slower path; logits are unchanged).
+   * The recorder must have the model's layer count; call its finish() for the file.
+   */
+  trace?: TraceRecorder;
 }
 
 export interface TensorSummary { name: string; type: string; shape: number[]; bytes: number }
@@ -195,7 +203,12 @@ export class Model {
     const o = opts.kv === undefined ? this.kvOpts : validateKVOptions(opts.kv);
     const rule = opts.kv === undefined ? this.kvRule : undefined;
     const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec);
-    const s: Session = new Session(this.graph, kv, () => this.alive, () => this.sessions.delete(s));
+    let tracer: AttentionTracer | undefined;
+    if (opts.trace !== undefined) {
+      if (!(opts.trace instanceof TraceRecorder)) throw new OptionError('trace', 'expected a TraceRecorder');
+      tracer = new AttentionTracer(opts.trace, hp, this.graph.contextLength);
+    }
+    const s: Session = new Session(this.graph, kv, () => this.alive, () => this.sessions.delete(s), tracer);
     this.sessions.add(s);
     return s;
   }
@@ -293,7 +306,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
     const contextLength = contextOpt ?? hp.contextLength;
     const threads = threadsOpt ?? await defaultThreads();
     const memory = planMemory(header, hp, contextLength, batch, threads, kvOptions.type); // refuses q8_0 for odd head sizes
-    const kvRule = kvOptions.policy === 'paged' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
+    const kvRule = kvOptions.policy === 'paged' || kvOptions.policy === 'tiered' ? undefined : growthRule(kvOptions, kvShape(hp, contextLength));
     const kvInitial = kvRule ? Math.min(kvRule.initialCapacity(contextLength), contextLength) * memory.kvPerToken : 0;
     if (memory.weights + memory.scratch + kvInitial > memoryLimit) {
       throw new OutOfMemoryError(`${src.name} (weights ${memory.weights} B + scratch ${memory.scratch} B${kvInitial ? ` + KV ${kvInitial} B` : ''})`, memory.weights + memory.scratch + kvInitial, memoryLimit);

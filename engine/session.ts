@@ -5,6 +5,7 @@
 import { DisposedError, OptionError } from './errors.js';
 import type { KVCache, KVStats } from './kv/cache.js';
 import type { LlamaGraph } from './model/llama.js';
+import type { AttentionTracer } from './tiers/attention-mass.js';
 
 export interface EvalOptions {
   /** Which logits to return: of the last token only (default) or of every token fed. */
@@ -20,7 +21,12 @@ export class Session {
     private readonly kv: KVCache,
     private readonly isAlive: () => boolean,
     private readonly onDispose?: () => void,
-  ) {}
+    private readonly tracer?: AttentionTracer,
+  ) {
+    // A tiered cache places tokens by the attention mass the tracer computes.
+    const observe = (kv as { observe?: (l: number, mass: ArrayLike<number>) => void }).observe;
+    if (tracer && observe) tracer.onLastRow = (l, m) => observe.call(kv, l, m);
+  }
 
   /** Whether dispose() was called or the model was disposed (the session can no longer be used). */
   get isDisposed(): boolean {
@@ -55,7 +61,7 @@ export class Session {
     for (let at = 0; at < n; at += B) {
       const chunk = Array.from({ length: Math.min(B, n - at) }, (_, i) => ids[at + i]!);
       const rows = mode === 'all' ? chunk.map((_, i) => i) : at + chunk.length === n ? [chunk.length - 1] : [];
-      this.graph.forward(this.kv, chunk, rows, out, mode === 'all' ? at * V : 0);
+      this.graph.forward(this.kv, chunk, rows, out, mode === 'all' ? at * V : 0, this.tracer);
     }
     return out;
   }
@@ -64,6 +70,7 @@ export class Session {
   truncate(length: number): void {
     this.check();
     this.kv.truncate(length);
+    this.tracer?.truncate(length);
   }
 
   reset(): void {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './shared-paths.js';
+import { MODELS, ROOT } from './shared-paths.js';
 
 const CLI = join(ROOT, 'dist/cli.js');
 const cli = (args: string[]) => {
@@ -54,5 +54,28 @@ describe('bmc-llm simulate-placement', () => {
     const missing = cli(['--trace', join(dir, 'nope.trace')]);
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/no such file/);
+  });
+});
+
+describe('bmc-llm run --trace', () => {
+  it('writes an engine trace that simulate-placement replays; refuses --trace with speculative decoding', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bmc-trace-'));
+    const trace = join(dir, 'run.trace');
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI, 'run', '-m', join(MODELS, 'stories260K.gguf'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    const r = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/trace: \d+ steps x 5 layers written/);
+    const j = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static,reactive,online']).out);
+    expect(j.steps).toBeGreaterThanOrEqual(40);
+    expect(j.layers).toBe(5);
+    // --kv-budget: the tiered cache (placed by the traced attention mass) generates the same text.
+    const tiered = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace, '--kv-budget', '120000']);
+    expect(tiered.status).toBe(0);
+    expect(tiered.stdout).toBe(r.stdout);
+    expect(tiered.stderr).toMatch(/kv tiers: budget .*hot rows per layer.*promotions/);
+    expect(run(['-n', '4', '--kv', 'bmc:8', '--kv-budget', '120000']).stderr).toMatch(/--kv-budget/);
+    const bad = run(['-n', '4', '--trace', trace, '--lookup']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--trace/);
   });
 });

@@ -19,6 +19,9 @@ import { cmdChat } from './chat.js';
 import { cmdBench } from './bench.js';
 import { progressReporter, showProgress } from './load.js';
 import { cmdSimulatePlacement } from './simulate.js';
+import { writeFile } from 'node:fs/promises';
+import { TraceRecorder } from '../tiers/trace.js';
+import { kvTokenBytesOf } from '../kv/element.js';
 
 const err = (s: string) => process.stderr.write(s);
 
@@ -34,9 +37,11 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
   { name: 'threads', short: 't', type: 'int', help: 'threads: this one plus N-1 workers over shared memory (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
-  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
+  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
+  { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
+  { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
   { name: 'lookup', type: 'bool', help: 'speculative decoding with prompt lookup (n-gram matches in the context, no model)' },
   { name: 'draft-k', type: 'int', help: 'drafts per verify pass, fixed (default: adaptive, starting at 4)' },
@@ -75,9 +80,15 @@ async function cmdRun(argv: string[]): Promise<void> {
   if (flags.help) { process.stdout.write(USAGE); return; }
   if (positional.length > 0) throw new OptionError(positional[0]!, 'unexpected argument (the prompt goes after -p)');
   const kvType = flags['kv-type'] === undefined ? undefined : parseKVTypeFlag(flags['kv-type'] as string);
-  const kv = flags.kv === undefined && kvType === undefined ? undefined
-    : { ...(flags.kv === undefined ? {} : parseKVFlag(flags.kv as string)), ...(kvType === undefined ? {} : { type: kvType }) };
+  const budget = flags['kv-budget'] as number | undefined;
+  const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
+  if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
+  if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
+    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget }) };
   const draft = draftFlags(flags);
+  const traceFile = flags.trace as string | undefined;
+  if (traceFile !== undefined && draft) throw new OptionError('--trace', 'cannot be combined with speculative decoding (rejected drafts roll the sequence back)');
   const modelPath = await resolveModelPath(flags.model as string | undefined, err);
   const bar = progressReporter(showProgress());
   const t0 = performance.now();
@@ -95,8 +106,14 @@ async function cmdRun(argv: string[]): Promise<void> {
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once('SIGINT', onSig);
+  const recorder = traceFile === undefined ? undefined : new TraceRecorder({
+    nLayers: hp.nLayers,
+    meta: { model: model.info.name ?? modelPath, kvBytesPerToken: kvTokenBytesOf(model.kvOptions.type, 1, hp.nKVHeads, hp.headDim) },
+  });
   try {
+    const session = recorder ? model.createSession({ trace: recorder }) : undefined;
     const gen = model.generate(prompt, {
+      session,
       maxTokens: (flags['n-predict'] as number | undefined) ?? 128,
       temperature: flags.temp as number | undefined,
       topK: flags['top-k'] as number | undefined,
@@ -120,6 +137,16 @@ async function cmdRun(argv: string[]): Promise<void> {
       const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
       err(`speculation: ${sp.drafter}: ${sp.accepted} of ${sp.drafted} drafts accepted (${pct(sp.acceptanceRate)}; per token ${pct(sp.tokenAcceptance)}), ` +
         `${sp.tokensPerPass.toFixed(2)} tokens per verify pass (${sp.passes} passes), k ${sp.k}, drafting ${sp.draftMs.toFixed(1)} ms\n`);
+    }
+    const tiers = s.kv?.tiers;
+    if (tiers) {
+      err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)}); ` +
+        `${tiers.promotions} promotions, ${tiers.demotions} demotions; staged ${formatBytes(tiers.stagedBytes)}\n`);
+    }
+    if (recorder) {
+      const bytes = recorder.finish();
+      await writeFile(traceFile!, bytes);
+      err(`trace: ${recorder.steps} steps x ${hp.nLayers} layers written to ${traceFile} (${formatBytes(bytes.length)})\n`);
     }
   } finally {
     process.off('SIGINT', onSig);

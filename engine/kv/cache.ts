@@ -21,6 +21,8 @@
 import { OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
 import { PagedKVCache } from './paged.js';
+import { TieredKVCache } from './tiered.js';
+import type { TierStats } from './tiered.js';
 import { autoRuleFor, deferredAutoRule } from './analytical.js';
 import { contextOverflow } from './options.js';
 import type { KVPolicyName, ResolvedKVOptions } from './options.js';
@@ -59,6 +61,8 @@ export interface KVStats {
   /** Paged only: tokens per block and blocks held per layer (for K, and as many for V). */
   blockSize?: number;
   blocks?: number;
+  /** Tiered only: the budget, rows per tier, migrations and bytes moved. */
+  tiers?: TierStats;
 }
 
 export interface KVCache {
@@ -142,7 +146,7 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
     case 'bmc': return bmcRule(o.r);
     // Reserves nothing up front; createKVCache binds it to a calibration on the kernels before the first growth.
     case 'auto': return deferredAutoRule;
-    case 'paged': throw new RangeError('paged is not a contiguous growth rule');
+    case 'paged': case 'tiered': throw new RangeError(`${o.policy} is not a contiguous growth rule`);
   }
 }
 
@@ -153,6 +157,7 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
  */
 export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number): KVCache {
   if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
+  if (o.policy === 'tiered') return new TieredKVCache(kern, shape, o.budgetBytes!, o.type);
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
   if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule || kSpec !== undefined)) rule = autoRuleFor(kern, shape, { budgetBytes: o.budgetBytes, type: o.type, kSpec });
   return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy, o.type);

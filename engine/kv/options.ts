@@ -7,9 +7,9 @@ import { OptionError } from '../errors.js';
 import { DEFAULT_KV_TYPE, KV_TYPES } from './element.js';
 import type { KVType } from './element.js';
 
-export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto';
+export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto' | 'tiered';
 
-export const KV_POLICIES: readonly KVPolicyName[] = ['static', 'concat', 'bmc', 'paged', 'auto'];
+export const KV_POLICIES: readonly KVPolicyName[] = ['static', 'concat', 'bmc', 'paged', 'auto', 'tiered'];
 
 export interface KVOptions {
   /** How the cache grows (default 'bmc'). */
@@ -18,7 +18,11 @@ export interface KVOptions {
   r?: number;
   /** Tokens per block for `paged` (default 16). */
   blockSize?: number;
-  /** Upper bound of KV bytes for `auto` (all layers, K and V); default: no bound beyond the memory limit. */
+  /**
+   * Upper bound of KV bytes for `auto` (all layers, K and V); default: no bound beyond the memory limit. For `tiered`
+   * (required): the arena bytes the cache never exceeds (hot rows, block tables, staging); other rows live in host
+   * memory (engine/kv/tiered.ts).
+   */
   budgetBytes?: number;
   /** How K and V values are stored: 'f32' (default), 'f16' or 'q8_0' (engine/kv/element.ts). */
   type?: KVType;
@@ -52,6 +56,7 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (budgetBytes !== undefined && (typeof budgetBytes !== 'number' || !Number.isSafeInteger(budgetBytes) || budgetBytes < 1)) {
     throw new OptionError('kv.budgetBytes', `${String(budgetBytes)} is not a positive integer`);
   }
+  if (policy === 'tiered' && budgetBytes === undefined) throw new OptionError('kv.budgetBytes', 'the tiered policy needs a budget (--kv-budget BYTES)');
   const type = o?.type ?? DEFAULT_KV_TYPE;
   if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
   return { policy, r, blockSize, budgetBytes, type };
@@ -70,9 +75,9 @@ export function parseKVTypeFlag(text: string): KVType {
  */
 export function parseKVFlag(text: string): KVOptions {
   const flag = '--kv';
-  const form = 'expected concat, static, bmc:R, paged:B or auto';
+  const form = 'expected concat, static, bmc:R, paged:B, auto or tiered (with --kv-budget)';
   if (typeof text !== 'string') throw new OptionError(flag, form);
-  const m = /^(concat|static|bmc|paged|auto)(?::(.*))?$/.exec(text.trim());
+  const m = /^(concat|static|bmc|paged|auto|tiered)(?::(.*))?$/.exec(text.trim());
   if (!m) throw new OptionError(flag, `"${text}": ${form}`);
   const policy = m[1] as KVPolicyName;
   const arg = m[2];
@@ -85,7 +90,7 @@ export function parseKVFlag(text: string): KVOptions {
     opts = policy === 'bmc' ? { policy, r: v } : { policy, blockSize: v };
   }
   try {
-    validateKVOptions(opts);
+    validateKVOptions(policy === 'tiered' ? { ...opts, budgetBytes: 1 } : opts); // the budget comes from --kv-budget
   } catch (e) {
     if (e instanceof OptionError) throw new OptionError(flag, `"${text}": ${e.message.replace(/^option \S+: /, '')}`);
     throw e;

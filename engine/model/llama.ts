@@ -15,6 +15,7 @@ import { RopeTable } from './rope.js';
 import type { LlamaWeights, Matrix } from './weights.js';
 import { actFormat, matmulKernelName, prepareActivations } from './matmul.js';
 import type { ActFormat } from './matmul.js';
+import type { AttentionTracer } from '../tiers/attention-mass.js';
 
 /** Scratch buffers for one chunk of up to `batch` tokens; shared by all sessions of a model (eval is not reentrant). */
 interface Scratch {
@@ -122,9 +123,10 @@ export class LlamaGraph {
 
   /**
    * Runs `tokens` (at most `batch`) at positions kv.length.. and advances the cache. If `logitRows` is given, writes
-   * the logits of those chunk rows (ascending) into out[outAt..].
+   * the logits of those chunk rows (ascending) into out[outAt..]. A `tracer` gets each layer's queries and new keys
+   * (copies; it computes attention mass on its own path).
    */
-  forward(kv: KVCache, tokens: ArrayLike<number>, logitRows: number[], out: Float32Array, outAt: number): void {
+  forward(kv: KVCache, tokens: ArrayLike<number>, logitRows: number[], out: Float32Array, outAt: number, tracer?: AttentionTracer): void {
     const { hp, kern, s, w } = this;
     const k = kern.k;
     const n = tokens.length;
@@ -159,6 +161,7 @@ export class LlamaGraph {
       this.addBias(vRows, L.bv, n, kvDim);
       k.rope(s.q, s.rope, n, hp.nHeads, hp.headDim, qDim, 0);
       k.rope(kRows, s.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
+      if (tracer) tracer.layer(l, pos0, n, kern.f32(s.q, n * qDim).slice(), kern.f32(kRows, n * kvDim).slice(), scale);
       kv.commitRows(l, pos0, n);
       kv.attend(l, s.q, s.att, this.attn!, n, pos0, hp.nHeads, qDim, qDim, scale);
       const ain = this.inputs(s.att, n, qDim);
@@ -176,6 +179,7 @@ export class LlamaGraph {
       k.add(s.x, s.xb2, s.x, n * hp.dim);
     }
     kv.advance(n);
+    tracer?.chunkDone(n);
 
     // Output head, LOGITS_ROWS rows at a time, only for the rows asked for.
     for (let g = 0; g < logitRows.length; g += LOGITS_ROWS) {

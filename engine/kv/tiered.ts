@@ -1,0 +1,290 @@
+/**
+ * Tiered KV cache under a memory budget (`kv: { policy: 'tiered', budgetBytes }`, `--kv tiered --kv-budget N`).
+ *
+ * Two tiers at the cache's element type (full precision: no compressed warm tier yet):
+ *   hot  - a fixed pool of row slots per layer in the arena, read by the attention kernel in place;
+ *   cold - host memory outside the arena (one growing Uint8Array per layer for K and one for V). Every row is
+ *          copied there when written and never changes, so demoting a row costs nothing and promoting one copies it
+ *          into a free hot slot.
+ * Attention reads rows through per-token block tables (block_rows = 1: entry j is row j's address), so placement is
+ * per token. Before a layer's attention the cold rows it needs are staged into one arena buffer shared by all
+ * layers, at position-indexed offsets (so a cold row's table entry never changes). The kernel, and so the logits,
+ * cannot tell the tiers apart: results are bit-identical to the untiered layouts.
+ *
+ * Arena bytes are fixed at creation: tables, hot slots, the staging buffer (one layer's rows at the full context),
+ * and f32 rows for the projections' output (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget).
+ * The hot slots get what the budget leaves; too small a budget for the sinks and the window is an OptionError.
+ *
+ * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
+ * attention mass that drives the EMA comes from `observe(l, mass)` (the session feeds it when it records an
+ * attention trace); without it every unpinned token scores 0 and the hot tier keeps first-come rows.
+ */
+import { OptionError, OutOfMemoryError } from '../errors.js';
+import type { Kernels } from '../runtime/kernels.js';
+import { EmaPlacement } from '../tiers/placement.js';
+import type { PlacementDecision } from '../tiers/placement.js';
+import type { KVCache, KVShape, KVStats } from './cache.js';
+import { KVLength, StagingRows } from './length.js';
+import { contextOverflow } from './options.js';
+import { attend } from './attend.js';
+import type { AttentionWorkspace } from './attend.js';
+import { kvElement } from './element.js';
+import type { KVElement, KVType } from './element.js';
+
+/** New rows the projection staging is sized for within the budget (the default prefill chunk). */
+export const STAGE_ROWS = 128;
+const SINKS = 4;
+const WINDOW = 32;
+
+export interface TierStats {
+  budgetBytes: number;
+  /** Hot slots per layer (K, and as many for V). */
+  hotRowsPerLayer: number;
+  /** Rows hot / cold now, over all layers. */
+  hotRows: number;
+  coldRows: number;
+  promotions: number;
+  demotions: number;
+  /** Bytes copied host -> arena: promotions and staging for attention. */
+  promotedBytes: number;
+  stagedBytes: number;
+  /** Host bytes held by the cold tier. */
+  hostBytes: number;
+}
+
+/** Arena bytes of a tiered cache with `hot` slots per layer. */
+function arenaBytes(shape: KVShape, el: KVElement, hot: number): number {
+  const { nLayers: L, contextLength: C } = shape;
+  const rowFloats = shape.nKVHeads * shape.headDim;
+  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4;
+}
+
+export class TieredKVCache extends KVLength implements KVCache {
+  readonly policy = 'tiered' as const;
+  readonly rowFloats: number;
+  readonly element: KVElement;
+  readonly hotRows: number;
+  private readonly rb: number;
+  private tables = 0;
+  private hot = 0;
+  private stageRows = 0;
+  private readonly newRows: StagingRows;
+  /** Per layer: hot slot of each position (-1: cold), and the free slots. */
+  private readonly slotOf: Int32Array[] = [];
+  private readonly free: number[][] = [];
+  private readonly place: EmaPlacement[] = [];
+  private readonly hostK: Uint8Array[] = [];
+  private readonly hostV: Uint8Array[] = [];
+  private pending: PlacementDecision[] = [];
+  private reserved = 0;
+  private promoted = 0;
+  private staged = 0;
+  private disposed = false;
+
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32') {
+    super();
+    this.rowFloats = shape.nKVHeads * shape.headDim;
+    this.element = kvElement(type, shape.nKVHeads, shape.headDim);
+    this.rb = this.element.rowBytes;
+    const L = shape.nLayers;
+    const C = shape.contextLength;
+    const fixed = arenaBytes(shape, this.element, 0);
+    const hot = Math.min(C, Math.floor((budgetBytes - fixed) / (2 * L * this.rb)));
+    const pinned = Math.min(C, SINKS + WINDOW);
+    if (!(hot >= pinned)) {
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned)} bytes in all)`);
+    }
+    this.hotRows = hot;
+    this.newRows = new StagingRows(kern, this.rowFloats);
+    const ptrs: number[] = [];
+    try {
+      for (const b of [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb]) ptrs.push(kern.alloc(b, 64));
+      this.newRows.ensure(Math.min(C, STAGE_ROWS));
+    } catch (e) {
+      for (const p of ptrs) kern.free(p);
+      this.newRows.dispose();
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot), e.limit);
+      throw e;
+    }
+    [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
+    new Uint8Array(kern.memory.buffer, this.hot, 2 * L * hot * this.rb).fill(0);
+    new Uint8Array(kern.memory.buffer, this.stageRows, 2 * C * this.rb).fill(0);
+    const window = Math.min(WINDOW, hot - Math.min(SINKS, hot));
+    for (let l = 0; l < L; l++) {
+      this.slotOf.push(new Int32Array(C).fill(-1));
+      this.free.push(Array.from({ length: hot }, (_, i) => hot - 1 - i));
+      this.place.push(new EmaPlacement({ capacity: hot, sinks: Math.min(SINKS, hot - window), window }));
+      this.hostK.push(new Uint8Array(0));
+      this.hostV.push(new Uint8Array(0));
+    }
+    const t = new Uint32Array(kern.memory.buffer);
+    for (let l = 0; l < L; l++) {
+      for (let j = 0; j < C; j++) {
+        t[(this.kTable(l) >>> 2) + j] = this.stageRows + j * this.rb;
+        t[(this.vTable(l) >>> 2) + j] = this.stageRows + (C + j) * this.rb;
+      }
+    }
+  }
+
+  get capacity(): number { return this.shape.contextLength; }
+
+  private kTable(l: number): number { return this.tables + 8 * l * this.shape.contextLength; }
+  private vTable(l: number): number { return this.kTable(l) + 4 * this.shape.contextLength; }
+  private kSlot(l: number, s: number): number { return this.hot + (2 * l * this.hotRows + s) * this.rb; }
+  private vSlot(l: number, s: number): number { return this.hot + ((2 * l + 1) * this.hotRows + s) * this.rb; }
+  private kStage(j: number): number { return this.stageRows + j * this.rb; }
+  private vStage(j: number): number { return this.stageRows + (this.shape.contextLength + j) * this.rb; }
+
+  reserve(n: number): void {
+    const need = this.len + n;
+    if (need > this.shape.contextLength) throw contextOverflow(need, this.shape.contextLength);
+    this.newRows.ensure(n);
+    this.pending = this.place.map((p) => p.append(n));
+    this.reserved = n;
+  }
+
+  newKeys(): number { return this.newRows.k; }
+  newValues(): number { return this.newRows.v; }
+
+  /** Points position j of layer l at a hot slot (or, s < 0, at its staging row). */
+  private point(l: number, j: number, s: number): void {
+    const t = new Uint32Array(this.kern.memory.buffer);
+    t[(this.kTable(l) >>> 2) + j] = s < 0 ? this.kStage(j) : this.kSlot(l, s);
+    t[(this.vTable(l) >>> 2) + j] = s < 0 ? this.vStage(j) : this.vSlot(l, s);
+    this.slotOf[l]![j] = s;
+  }
+
+  private demote(l: number, j: number): void {
+    const s = this.slotOf[l]![j]!;
+    if (s < 0) return;
+    this.free[l]!.push(s);
+    this.point(l, j, -1);
+  }
+
+  /** Moves a cold row (already in the host tier) into a free hot slot. */
+  private promote(l: number, j: number): void {
+    if (this.slotOf[l]![j]! >= 0) return;
+    const s = this.free[l]!.pop();
+    if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
+    const mem = new Uint8Array(this.kern.memory.buffer);
+    mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
+    mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+    this.promoted += 2 * this.rb;
+    this.point(l, j, s);
+  }
+
+  private apply(l: number, d: PlacementDecision): void {
+    for (const j of d.demote) this.demote(l, j);
+    for (const j of d.promote) if (j < this.len) this.promote(l, j);
+  }
+
+  private ensureHost(l: number, rows: number): void {
+    const want = rows * this.rb;
+    if (this.hostK[l]!.length >= want) return;
+    const size = Math.min(this.shape.contextLength * this.rb, Math.max(want, 2 * this.hostK[l]!.length, 64 * this.rb));
+    for (const host of [this.hostK, this.hostV]) {
+      const g = new Uint8Array(size);
+      g.set(host[l]!);
+      host[l] = g;
+    }
+  }
+
+  commitRows(l: number, pos0: number, n: number): void {
+    if (pos0 !== this.len || n > this.reserved) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, reserved ${this.reserved})`);
+    const d = this.pending[l]!;
+    for (const j of d.demote) this.demote(l, j);
+    const cold = new Set(d.cold);
+    this.ensureHost(l, pos0 + n);
+    for (let i = 0; i < n; i++) {
+      const j = pos0 + i;
+      let s = -1;
+      if (!cold.has(j)) {
+        s = this.free[l]!.pop() ?? -1;
+        if (s < 0) throw new RangeError(`tiered KV: no free hot slot in layer ${l} for row ${j}`);
+      }
+      this.point(l, j, s);
+      const kDst = s < 0 ? this.kStage(j) : this.kSlot(l, s);
+      const vDst = s < 0 ? this.vStage(j) : this.vSlot(l, s);
+      this.newRows.store(this.element, i, kDst, vDst, 1);
+      const mem = new Uint8Array(this.kern.memory.buffer);
+      this.hostK[l]!.set(mem.subarray(kDst, kDst + this.rb), j * this.rb);
+      this.hostV[l]!.set(mem.subarray(vDst, vDst + this.rb), j * this.rb);
+    }
+    for (const j of d.promote) if (j < pos0) this.promote(l, j);
+  }
+
+  /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placement. */
+  observe(l: number, mass: ArrayLike<number>): void {
+    this.apply(l, this.place[l]!.observe(mass));
+  }
+
+  attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
+    const { nKVHeads, headDim } = this.shape;
+    const end = pos0 + nQ;
+    if (end > this.len + this.reserved) throw new RangeError(`KV attention over ${end} rows (length ${this.len})`);
+    // Stage the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
+    const slot = this.slotOf[l]!;
+    const mem = new Uint8Array(this.kern.memory.buffer);
+    const rb = this.rb;
+    for (let j = 0; j < Math.min(end, pos0); ) {
+      if (slot[j]! >= 0) { j++; continue; }
+      let e = j + 1;
+      while (e < pos0 && slot[e]! < 0) e++;
+      mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
+      mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
+      this.staged += 2 * (e - j) * rb;
+      j = e;
+    }
+    const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
+    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
+  }
+
+  override advance(n: number): void {
+    super.advance(n);
+    this.reserved = 0;
+  }
+
+  override truncate(len: number): void {
+    super.truncate(len);
+    for (let l = 0; l < this.shape.nLayers; l++) {
+      // Rows past the new length give their slots back; the placement then restores its invariants.
+      for (let j = len; j < this.place[l]!.length; j++) this.demote(l, j);
+      this.apply(l, this.place[l]!.truncate(len));
+    }
+  }
+
+  tierStats(): TierStats {
+    let hot = 0;
+    for (const p of this.place) hot += p.hotCount;
+    let promotions = 0;
+    let demotions = 0;
+    for (const p of this.place) {
+      promotions += p.stats.promotions;
+      demotions += p.stats.demotions;
+    }
+    return {
+      budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, hotRows: hot, coldRows: this.len * this.shape.nLayers - hot,
+      promotions, demotions, promotedBytes: this.promoted, stagedBytes: this.staged,
+      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0),
+    };
+  }
+
+  stats(): KVStats {
+    const L = this.shape.nLayers;
+    const bytes = 2 * L * this.hotRows * this.rb;
+    return {
+      policy: 'tiered', type: this.element.type, layout: `tiered:${this.hotRows}`, length: this.len, capacity: this.capacity,
+      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
+      growths: 0, bytesCopied: 0, growthMs: 0, tiers: this.tierStats(),
+    };
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of [this.tables, this.hot, this.stageRows]) if (p) this.kern.free(p);
+    this.newRows.dispose();
+    this.tables = this.hot = this.stageRows = 0;
+    this.len = 0;
+  }
+}
