@@ -40,6 +40,8 @@ import { f32_to_f16 as f32ToF16 } from './f16';
 export const KV_F32: i32 = 0;
 export const KV_F16: i32 = 1;
 export const KV_Q8: i32 = 2;
+/** q4 rows (wasm/kv_convert.ts): storage and conversion only; attn_partials does not read them. */
+export const KV_Q4: i32 = 3;
 
 /** Positions per sequence block: the unit of the thread split and of the online merge. Fixed: results depend on it. */
 const SEQ_BLOCK: i32 = 128;
@@ -646,8 +648,8 @@ export function attn_merge_scalar(part: usize, out: usize, n_q: i32, n_heads: i3
 /**
  * Stores n_rows f32 rows of row_floats values (src, consecutive) as cache rows of kv_type at dst (row_bytes apart):
  * f16 rounded to nearest even and saturated to +-65504; q8 per block of qb: d = amax / 127 stored as f16,
- * q = round-half-even(x * 127 / amax) (the rounding llama.cpp's x86 q8_0 quantizer uses, here for any block size).
- * f32 rows are copied.
+ * q = round-half-even(x * 127 / amax) (the rounding llama.cpp's x86 q8_0 quantizer uses, here for any block size);
+ * q4 as defined in wasm/kv_convert.ts. f32 rows are copied.
  */
 export function kv_store_rows(kv_type: i32, qb: i32, src: usize, dst: usize, n_rows: i32, row_floats: i32, row_bytes: i32): void {
   for (let t = 0; t < n_rows; t++) {
@@ -658,6 +660,28 @@ export function kv_store_rows(kv_type: i32, qb: i32, src: usize, dst: usize, n_r
     } else if (kv_type == KV_F16) {
       // Saturated to the largest half (the kernels read halves without an inf/NaN case).
       for (let d = 0; d < row_floats; d++) store<u16>(o + (<usize>d << 1), <u16>f32ToF16(min(max(load<f32>(s + (<usize>d << 2)), -F16_MAX), F16_MAX)));
+    } else if (kv_type == KV_Q4) {
+      let bo = o;
+      const half = qb >> 1;
+      for (let b = 0; b < row_floats; b += qb) {
+        let amax: f32 = 0;
+        let m: f32 = 0;
+        for (let e = 0; e < qb; e++) {
+          const x = load<f32>(s + (<usize>(b + e) << 2));
+          if (abs(x) > amax) { amax = abs(x); m = x; }
+        }
+        const d: f32 = m / -8;
+        const id: f32 = d != 0 ? <f32>1 / d : 0;
+        store<u16>(bo, <u16>f32ToF16(min(max(d, -F16_MAX), F16_MAX)));
+        for (let e = 0; e < half; e++) {
+          const x0 = load<f32>(s + (<usize>(b + e) << 2));
+          const x1 = load<f32>(s + (<usize>(b + e + half) << 2));
+          const n0 = min<i32>(15, <i32>(x0 * id + <f32>8.5));
+          const n1 = min<i32>(15, <i32>(x1 * id + <f32>8.5));
+          store<u8>(bo + 2 + <usize>e, <u8>(n0 | (n1 << 4)));
+        }
+        bo += <usize>(half + 2);
+      }
     } else {
       let bo = o;
       for (let b = 0; b < row_floats; b += qb) {

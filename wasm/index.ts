@@ -33,5 +33,6 @@ export {
   attn_seq_block, attn_contiguous_rows,
   kv_store_rows,
 } from './attention';
+export { kv_convert_rows, kv_convert_rows_scalar } from './kv_convert';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';
 export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';

@@ -88,7 +88,12 @@ export type KernelExports = {
   attn_seq_block(): number;
   attn_contiguous_rows(): number;
   kv_store_rows(kvType: number, qBlock: number, src: number, dst: number, nRows: number, rowFloats: number, rowBytes: number): void;
+  kv_convert_rows: KVConvertFn;
+  kv_convert_rows_scalar: KVConvertFn;
 };
+
+/** wasm/kv_convert.ts: n rows through {src, dst} u32 pointer pairs, src type -> f32 -> dst type. */
+type KVConvertFn = (srcType: number, srcBlock: number, dstType: number, dstBlock: number, pairs: number, n: number, rowFloats: number, tmp: number) => void;
 
 export interface ArenaStats {
   bytesInUse: number; bytesPeak: number; bytesReserved: number; allocs: number; frees: number;
