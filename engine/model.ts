@@ -10,6 +10,7 @@ import { GGML_TYPES } from './gguf/types.js';
 import { createKVCache, growthRule } from './kv/cache.js';
 import type { KVGrowthRule, KVShape } from './kv/cache.js';
 import { validateKVOptions } from './kv/options.js';
+import { isSyncFile, provideTempFiles } from './kv/cold-store.js';
 import type { KVOptions, ResolvedKVOptions } from './kv/options.js';
 import { kvTokenBytesOf } from './kv/element.js';
 import type { KVType } from './kv/element.js';
@@ -267,6 +268,13 @@ async function defaultThreads(): Promise<number> {
   return hardwareThreads();
 }
 
+/** Where a file system exists (Node, Deno, Bun), the adapter that opens temporary cold-tier files (kv.cold 'file'). */
+async function provideColdFiles(): Promise<void> {
+  if (typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== 'string' && !('Deno' in globalThis)) return;
+  const { openTempColdFile } = await import('./adapters/node-cold-file.js');
+  provideTempFiles(openTempColdFile);
+}
+
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
   const o = options;
   if (o === null || typeof o !== 'object') throw new OptionError('options', 'expected an object');
@@ -279,6 +287,8 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
   if (o.wasmModule !== undefined && !(o.wasmModule instanceof WebAssembly.Module)) throw new OptionError('wasmModule', 'expected a WebAssembly.Module');
   o.signal?.throwIfAborted();
 
+  if (isSyncFile(kvOptions.cold)) throw new OptionError('kv.cold', 'a file handle serves one session: pass it to createSession, not loadModel');
+  await provideColdFiles();
   const src = await resolveSource(source, o.signal);
   const reader = openReader(src);
   try {

@@ -1,6 +1,6 @@
 /** What every KV layout shares, kept apart from cache.ts and paged.ts (which import each other). */
 import type { Kernels } from '../runtime/kernels.js';
-import type { KVElement } from './element.js';
+import type { KVElement, KVStorageType } from './element.js';
 
 /** A monotonic clock in milliseconds (performance.now where it exists). */
 export const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
@@ -57,7 +57,7 @@ export class StagingRows {
   }
 
   /** Stores staged rows i0..i0+n-1 as n consecutive cache rows of `el` at kDst and vDst. */
-  store(el: KVElement, i0: number, kDst: number, vDst: number, n: number): void {
+  store(el: KVElement<KVStorageType>, i0: number, kDst: number, vDst: number, n: number): void {
     const at = i0 * this.rowFloats * 4;
     this.kern.k.kv_store_rows(el.id, el.qBlock, this.k + at, kDst, n, this.rowFloats, el.rowBytes);
     this.kern.k.kv_store_rows(el.id, el.qBlock, this.v + at, vDst, n, this.rowFloats, el.rowBytes);

@@ -4,8 +4,10 @@
  * the field (or the flag).
  */
 import { OptionError } from '../errors.js';
-import { DEFAULT_KV_TYPE, KV_TYPES } from './element.js';
-import type { KVType } from './element.js';
+import { DEFAULT_KV_TYPE, KV_TYPES, WARM_TYPES } from './element.js';
+import type { KVType, WarmType } from './element.js';
+import { isSyncFile } from './cold-store.js';
+import type { ColdOption } from './cold-store.js';
 
 export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto' | 'tiered';
 
@@ -26,6 +28,21 @@ export interface KVOptions {
   budgetBytes?: number;
   /** How K and V values are stored: 'f32' (default), 'f16' or 'q8_0' (engine/kv/element.ts). */
   type?: KVType;
+  /**
+   * `tiered` only: the warm tier, rows compressed in the arena ('q8_0' or 'q4_0'; default 'none'). It must be smaller
+   * than the cache's type: q8_0 for f32 or f16 caches, q4_0 for any.
+   */
+  warm?: WarmType;
+  /** `tiered` with a warm tier: the share of the budget (after the fixed bytes) given to warm rows, in (0, 1); default 0.5. */
+  warmFraction?: number;
+  /**
+   * `tiered` only: where cold rows live (engine/kv/cold-store.ts): 'memory' (default), 'file' (a temporary file under
+   * Node, Deno or Bun, removed on dispose), or a SyncFile handle (an OPFS file in a dedicated worker:
+   * `await openOpfsColdFile(name)`).
+   */
+  cold?: ColdOption | 'opfs';
+  /** `cold: 'file'`: the directory of the temporary file (default: the OS temp directory). */
+  coldPath?: string;
 }
 
 /** Options after validation, defaults filled in. */
@@ -35,11 +52,16 @@ export interface ResolvedKVOptions {
   blockSize: number;
   budgetBytes: number | undefined;
   type: KVType;
+  warm: WarmType;
+  warmFraction: number;
+  cold: ColdOption;
+  coldPath: string | undefined;
 }
 
 export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
 export const DEFAULT_BMC_R = 64;
 export const DEFAULT_BLOCK_SIZE = 16;
+export const DEFAULT_WARM_FRACTION = 0.5;
 const MAX_ROWS = 1 << 20;
 
 export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
@@ -59,7 +81,35 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (policy === 'tiered' && budgetBytes === undefined) throw new OptionError('kv.budgetBytes', 'the tiered policy needs a budget (--kv-budget BYTES)');
   const type = o?.type ?? DEFAULT_KV_TYPE;
   if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
-  return { policy, r, blockSize, budgetBytes, type };
+  const warm = o?.warm ?? 'none';
+  if (!WARM_TYPES.includes(warm)) throw new OptionError('kv.warm', `"${String(warm)}" is not one of ${WARM_TYPES.join(', ')}`);
+  if (warm !== 'none' && policy !== 'tiered') throw new OptionError('kv.warm', `a warm tier belongs to the tiered policy, not ${policy}`);
+  if (warm === 'q8_0' && type === 'q8_0') throw new OptionError('kv.warm', 'q8_0 warm rows are no smaller than this cache\'s q8_0 rows (use q4_0)');
+  const warmFraction = o?.warmFraction ?? DEFAULT_WARM_FRACTION;
+  if (typeof warmFraction !== 'number' || !(warmFraction > 0 && warmFraction < 1)) throw new OptionError('kv.warmFraction', `${String(warmFraction)} is not a number in (0, 1)`);
+  if (o?.warmFraction !== undefined && warm === 'none') throw new OptionError('kv.warmFraction', 'applies only with a warm tier (kv.warm q8_0 or q4_0)');
+  const cold = o?.cold ?? 'memory';
+  if (cold === 'opfs') throw new OptionError('kv.cold', '"opfs" needs a handle opened in a dedicated worker: cold: await openOpfsColdFile(name)');
+  if (cold !== 'memory' && cold !== 'file' && !isSyncFile(cold)) throw new OptionError('kv.cold', `${typeof cold === 'string' ? `"${cold}"` : typeof cold} is not 'memory', 'file' or a SyncFile handle`);
+  if (o?.cold !== undefined && policy !== 'tiered') throw new OptionError('kv.cold', `a cold store belongs to the tiered policy, not ${policy}`);
+  const coldPath = o?.coldPath;
+  if (coldPath !== undefined && (typeof coldPath !== 'string' || coldPath === '')) throw new OptionError('kv.coldPath', 'expected a directory path');
+  if (coldPath !== undefined && cold !== 'file') throw new OptionError('kv.coldPath', "applies only to cold: 'file'");
+  return { policy, r, blockSize, budgetBytes, type, warm, warmFraction, cold, coldPath };
+}
+
+/** Parses `--kv-warm q8_0|q4_0|none`. */
+export function parseKVWarmFlag(text: string): WarmType {
+  const t = typeof text === 'string' ? text.trim() : text;
+  if (!WARM_TYPES.includes(t as WarmType)) throw new OptionError('--kv-warm', `"${String(text)}": expected ${WARM_TYPES.join(', ')}`);
+  return t as WarmType;
+}
+
+/** Parses `--kv-cold memory|file`. */
+export function parseKVColdFlag(text: string): 'memory' | 'file' {
+  const t = typeof text === 'string' ? text.trim() : text;
+  if (t !== 'memory' && t !== 'file') throw new OptionError('--kv-cold', `"${String(text)}": expected memory or file (OPFS is for browser workers, through the library)`);
+  return t;
 }
 
 /** Parses `--kv-type f32|f16|q8_0`; anything else is an OptionError naming the flag. */

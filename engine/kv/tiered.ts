@@ -1,23 +1,31 @@
 /**
- * Tiered KV cache under a memory budget (`kv: { policy: 'tiered', budgetBytes }`, `--kv tiered --kv-budget N`).
+ * Tiered KV cache under a memory budget (`kv: { policy: 'tiered', budgetBytes, warm, cold }`,
+ * `--kv-budget N --kv-warm q8_0|q4_0 --kv-cold memory|file`).
  *
- * Two tiers at the cache's element type (full precision: no compressed warm tier yet):
- *   hot  - a fixed pool of row slots per layer in the arena, read by the attention kernel in place;
- *   cold - host memory outside the arena (one growing Uint8Array per layer for K and one for V). Every row is
- *          copied there when written and never changes, so demoting a row costs nothing and promoting one copies it
- *          into a free hot slot.
- * Attention reads rows through per-token block tables (block_rows = 1: entry j is row j's address), so placement is
- * per token. Before a layer's attention the cold rows it needs are staged into one arena buffer shared by all
- * layers, at position-indexed offsets (so a cold row's table entry never changes). The kernel, and so the logits,
- * cannot tell the tiers apart: results are bit-identical to the untiered layouts.
+ * Three tiers, placed per token and per layer:
+ *   hot  - a fixed pool of row slots in the arena at the cache's element type, read by the attention kernel in place;
+ *   warm - (optional) a fixed pool of slots in the arena holding rows compressed per block (q8_0 or q4_0,
+ *          engine/kv/element.ts); before a layer's attention they are expanded (wasm/kv_convert.ts) into staging rows;
+ *   cold - every row at the cache's type outside the arena (engine/kv/cold-store.ts: host memory, a file, OPFS),
+ *          written once when the token is cached; rows neither hot nor warm are read from it into staging rows.
+ * Attention reads rows through per-token block tables (block_rows = 1: entry j is row j's address): a hot row's entry
+ * is its slot, any other row's is its staging row, at a position-indexed offset in one buffer shared by all layers
+ * (so only hot moves rewrite the table). The kernel cannot tell hot rows from staged ones: with no warm tier the
+ * logits are bit-identical to the untiered layouts; warm rows carry their quantization error.
  *
- * Arena bytes are fixed at creation: tables, hot slots, the staging buffer (one layer's rows at the full context),
- * and f32 rows for the projections' output (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget).
- * The hot slots get what the budget leaves; too small a budget for the sinks and the window is an OptionError.
+ * Arena bytes are fixed at creation and never exceed the budget: tables, the hot and warm pools, the staging rows
+ * (one layer at the full context), the warm expansion list and scratch, and f32 rows for the projections' output
+ * (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget). The pools get what the budget leaves, warm
+ * taking `warmFraction` of it; too small a budget for the sinks and the window in each pool is an OptionError.
  *
- * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
- * attention mass that drives the EMA comes from `observe(l, mass)` (the session feeds it when it records an
- * attention trace); without it every unpinned token scores 0 and the hot tier keeps first-come rows.
+ * Placement: per layer an EmaPlacement for the hot pool and, with a warm tier, a second one over the same attention
+ * mass for the arena as a whole (its capacity: the warm pool). A token is hot if the first keeps it, else warm if the
+ * second does, else cold: a token leaving the hot set falls to warm while its EMA stays in the arena's top, and to
+ * cold after. Warm slots are independent of hot ones (a hot token usually also has its warm copy, so demoting it
+ * costs nothing); sinks and the recent window are pinned in both. New rows are compressed from their f32 projections;
+ * rows promoted cold -> warm are compressed from their cold copy, cold -> hot copied exactly.
+ * The mass comes from `observe(l, mass)` (the session feeds it when it records an attention trace); without it every
+ * unpinned token scores 0 and each pool keeps first-come rows.
  */
 import { OptionError, OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
@@ -26,10 +34,13 @@ import type { PlacementDecision } from '../tiers/placement.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
 import { KVLength, StagingRows } from './length.js';
 import { contextOverflow } from './options.js';
+import type { ResolvedKVOptions } from './options.js';
 import { attend } from './attend.js';
 import type { AttentionWorkspace } from './attend.js';
-import { kvElement } from './element.js';
-import type { KVElement, KVType } from './element.js';
+import { kvElement, warmElement } from './element.js';
+import type { KVElement, KVType, WarmType } from './element.js';
+import { createColdStore } from './cold-store.js';
+import type { ColdStore } from './cold-store.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
@@ -40,73 +51,124 @@ export interface TierStats {
   budgetBytes: number;
   /** Hot slots per layer (K, and as many for V). */
   hotRowsPerLayer: number;
-  /** Rows hot / cold now, over all layers. */
+  /** Warm slots per layer, and the warm rows' type ('none': no warm tier). */
+  warmRowsPerLayer: number;
+  warmType: WarmType;
+  /** Tokens hot / warm (not hot) / cold (neither) now, over all layers. */
   hotRows: number;
+  warmRows: number;
   coldRows: number;
+  /** Arena bytes of the hot and warm pools. */
+  hotBytes: number;
+  warmBytes: number;
+  /** Hot-set moves (cold or warm -> hot and back). */
   promotions: number;
   demotions: number;
-  /** Bytes copied host -> arena: promotions and staging for attention. */
+  /** Warm-set moves (into and out of the warm pool). */
+  warmPromotions: number;
+  warmDemotions: number;
+  /** Bytes copied cold -> arena: promotions (hot and warm) and staging of cold rows for attention. */
   promotedBytes: number;
   stagedBytes: number;
-  /** Host bytes held by the cold tier. */
+  /** Warm bytes expanded into staging rows for attention. */
+  expandedBytes: number;
+  /** The cold store ('memory', 'file', 'opfs') and the bytes it holds. */
+  coldStore: string;
   hostBytes: number;
 }
 
-/** Arena bytes of a tiered cache with `hot` slots per layer. */
-function arenaBytes(shape: KVShape, el: KVElement, hot: number): number {
+interface Pools { hot: number; warm: number }
+
+/** Arena bytes of a tiered cache with the given pools (rows per layer). */
+function arenaBytes(shape: KVShape, el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined, p: Pools): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
-  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4;
+  const warm = wel ? 2 * L * p.warm * wel.rowBytes + 2 * C * 8 + rowFloats * 4 : 0;
+  return 2 * L * C * 4 + 2 * L * p.hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + warm;
 }
+
+type TierOptions = Pick<ResolvedKVOptions, 'budgetBytes' | 'type' | 'warm' | 'warmFraction' | 'cold' | 'coldPath'>;
 
 export class TieredKVCache extends KVLength implements KVCache {
   readonly policy = 'tiered' as const;
   readonly rowFloats: number;
   readonly element: KVElement;
+  readonly warmElement: KVElement<'q8_0' | 'q4_0'> | undefined;
   readonly hotRows: number;
+  readonly warmRows: number;
+  readonly budgetBytes: number;
   private readonly rb: number;
+  private readonly wrb: number;
   private tables = 0;
   private hot = 0;
+  private warm = 0;
   private stageRows = 0;
+  /** Warm expansion: {source, destination} u32 pairs (2 per row, K and V) and one f32 row of scratch. */
+  private pairs = 0;
+  private tmp = 0;
   private readonly newRows: StagingRows;
-  /** Per layer: hot slot of each position (-1: cold), and the free slots. */
+  private readonly cold: ColdStore;
+  /** Per layer: hot and warm slot of each position (-1: none), and the free slots. */
   private readonly slotOf: Int32Array[] = [];
+  private readonly warmOf: Int32Array[] = [];
   private readonly free: number[][] = [];
+  private readonly freeWarm: number[][] = [];
   private readonly place: EmaPlacement[] = [];
-  private readonly hostK: Uint8Array[] = [];
-  private readonly hostV: Uint8Array[] = [];
+  private readonly placeWarm: EmaPlacement[] = [];
   private pending: PlacementDecision[] = [];
+  private pendingWarm: PlacementDecision[] = [];
   private reserved = 0;
   private promoted = 0;
   private staged = 0;
+  private expanded = 0;
   private disposed = false;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32') {
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, o: TierOptions | number, type: KVType = 'f32') {
     super();
+    const opts: TierOptions = typeof o === 'number' ? { budgetBytes: o, type, warm: 'none', warmFraction: 0.5, cold: 'memory', coldPath: undefined } : o;
+    const budgetBytes = opts.budgetBytes!;
+    this.budgetBytes = budgetBytes;
     this.rowFloats = shape.nKVHeads * shape.headDim;
-    this.element = kvElement(type, shape.nKVHeads, shape.headDim);
+    this.element = kvElement(opts.type, shape.nKVHeads, shape.headDim);
+    this.warmElement = opts.warm === 'none' ? undefined : warmElement(opts.warm, shape.nKVHeads, shape.headDim);
     this.rb = this.element.rowBytes;
+    this.wrb = this.warmElement?.rowBytes ?? 0;
     const L = shape.nLayers;
     const C = shape.contextLength;
-    const fixed = arenaBytes(shape, this.element, 0);
-    const hot = Math.min(C, Math.floor((budgetBytes - fixed) / (2 * L * this.rb)));
+    const fixed = arenaBytes(shape, this.element, this.warmElement, { hot: 0, warm: 0 });
+    const left = Math.max(0, budgetBytes - fixed);
+    const f = this.warmElement ? opts.warmFraction : 0;
+    const hot = Math.min(C, Math.floor(((1 - f) * left) / (2 * L * this.rb)));
+    const warm = this.warmElement ? Math.min(C, Math.floor((left - 2 * L * hot * this.rb) / (2 * L * this.wrb))) : 0;
     const pinned = Math.min(C, SINKS + WINDOW);
-    if (!(hot >= pinned)) {
-      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned)} bytes in all)`);
+    const need = arenaBytes(shape, this.element, this.warmElement, { hot: pinned, warm: this.warmElement ? pinned : 0 });
+    if (!(hot >= pinned) || (this.warmElement && !(warm >= pinned))) {
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} ${this.warmElement ? `hot and ${pinned} warm` : 'hot'} rows per layer (${need} bytes in all${this.warmElement ? `, with kv.warmFraction ${f}` : ''})`);
     }
     this.hotRows = hot;
+    this.warmRows = warm;
     this.newRows = new StagingRows(kern, this.rowFloats);
+    const sizes = [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb];
+    if (this.warmElement) sizes.push(2 * L * warm * this.wrb, 2 * C * 8, this.rowFloats * 4);
     const ptrs: number[] = [];
     try {
-      for (const b of [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb]) ptrs.push(kern.alloc(b, 64));
+      for (const b of sizes) ptrs.push(kern.alloc(b, 64));
       this.newRows.ensure(Math.min(C, STAGE_ROWS));
     } catch (e) {
       for (const p of ptrs) kern.free(p);
       this.newRows.dispose();
-      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot), e.limit);
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, this.warmElement, { hot, warm }), e.limit);
       throw e;
     }
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
+    if (this.warmElement) [this.warm, this.pairs, this.tmp] = ptrs.slice(3) as [number, number, number];
+    try {
+      this.cold = createColdStore(opts.cold, opts.coldPath, 2 * L, this.rb, C);
+    } catch (e) {
+      for (const p of ptrs) kern.free(p);
+      this.newRows.dispose();
+      throw e;
+    }
     new Uint8Array(kern.memory.buffer, this.hot, 2 * L * hot * this.rb).fill(0);
     new Uint8Array(kern.memory.buffer, this.stageRows, 2 * C * this.rb).fill(0);
     const window = Math.min(WINDOW, hot - Math.min(SINKS, hot));
@@ -114,14 +176,18 @@ export class TieredKVCache extends KVLength implements KVCache {
       this.slotOf.push(new Int32Array(C).fill(-1));
       this.free.push(Array.from({ length: hot }, (_, i) => hot - 1 - i));
       this.place.push(new EmaPlacement({ capacity: hot, sinks: Math.min(SINKS, hot - window), window }));
-      this.hostK.push(new Uint8Array(0));
-      this.hostV.push(new Uint8Array(0));
+      if (this.warmElement) {
+        const ww = Math.min(WINDOW, warm - Math.min(SINKS, warm));
+        this.warmOf.push(new Int32Array(C).fill(-1));
+        this.freeWarm.push(Array.from({ length: warm }, (_, i) => warm - 1 - i));
+        this.placeWarm.push(new EmaPlacement({ capacity: warm, sinks: Math.min(SINKS, warm - ww), window: ww }));
+      }
     }
     const t = new Uint32Array(kern.memory.buffer);
     for (let l = 0; l < L; l++) {
       for (let j = 0; j < C; j++) {
-        t[(this.kTable(l) >>> 2) + j] = this.stageRows + j * this.rb;
-        t[(this.vTable(l) >>> 2) + j] = this.stageRows + (C + j) * this.rb;
+        t[(this.kTable(l) >>> 2) + j] = this.kStage(j);
+        t[(this.vTable(l) >>> 2) + j] = this.vStage(j);
       }
     }
   }
@@ -132,6 +198,8 @@ export class TieredKVCache extends KVLength implements KVCache {
   private vTable(l: number): number { return this.kTable(l) + 4 * this.shape.contextLength; }
   private kSlot(l: number, s: number): number { return this.hot + (2 * l * this.hotRows + s) * this.rb; }
   private vSlot(l: number, s: number): number { return this.hot + ((2 * l + 1) * this.hotRows + s) * this.rb; }
+  private kWarm(l: number, s: number): number { return this.warm + (2 * l * this.warmRows + s) * this.wrb; }
+  private vWarm(l: number, s: number): number { return this.warm + ((2 * l + 1) * this.warmRows + s) * this.wrb; }
   private kStage(j: number): number { return this.stageRows + j * this.rb; }
   private vStage(j: number): number { return this.stageRows + (this.shape.contextLength + j) * this.rb; }
 
@@ -140,11 +208,16 @@ export class TieredKVCache extends KVLength implements KVCache {
     if (need > this.shape.contextLength) throw contextOverflow(need, this.shape.contextLength);
     this.newRows.ensure(n);
     this.pending = this.place.map((p) => p.append(n));
+    this.pendingWarm = this.placeWarm.map((p) => p.append(n));
     this.reserved = n;
   }
 
   newKeys(): number { return this.newRows.k; }
   newValues(): number { return this.newRows.v; }
+
+  private mem(at: number, n: number): Uint8Array {
+    return new Uint8Array(this.kern.memory.buffer, at, n);
+  }
 
   /** Points position j of layer l at a hot slot (or, s < 0, at its staging row). */
   private point(l: number, j: number, s: number): void {
@@ -161,40 +234,61 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.point(l, j, -1);
   }
 
-  /** Moves a cold row (already in the host tier) into a free hot slot. */
+  private demoteWarm(l: number, j: number): void {
+    const s = this.warmOf[l]![j]!;
+    if (s < 0) return;
+    this.freeWarm[l]!.push(s);
+    this.warmOf[l]![j] = -1;
+  }
+
+  /** Moves a row into a free hot slot: an exact copy from the cold tier. */
   private promote(l: number, j: number): void {
     if (this.slotOf[l]![j]! >= 0) return;
     const s = this.free[l]!.pop();
     if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
-    mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+    this.cold.read(2 * l, j, this.mem(this.kSlot(l, s), this.rb));
+    this.cold.read(2 * l + 1, j, this.mem(this.vSlot(l, s), this.rb));
     this.promoted += 2 * this.rb;
     this.point(l, j, s);
   }
 
-  private apply(l: number, d: PlacementDecision): void {
-    for (const j of d.demote) this.demote(l, j);
-    for (const j of d.promote) if (j < this.len) this.promote(l, j);
+  /** Gives rows j (not yet warm) warm slots and compresses their cold copies into them (through their staging rows). */
+  private promoteWarm(l: number, js: number[]): void {
+    const wel = this.warmElement!;
+    const p = new Uint32Array(this.kern.memory.buffer, this.pairs, 4 * js.length);
+    let n = 0;
+    for (const j of js) {
+      if (this.warmOf[l]![j]! >= 0) continue;
+      const s = this.freeWarm[l]!.pop();
+      if (s === undefined) throw new RangeError(`tiered KV: no free warm slot in layer ${l}`);
+      this.warmOf[l]![j] = s;
+      this.cold.read(2 * l, j, this.mem(this.kStage(j), this.rb));
+      this.cold.read(2 * l + 1, j, this.mem(this.vStage(j), this.rb));
+      this.promoted += 2 * this.rb;
+      p[4 * n] = this.kStage(j); p[4 * n + 1] = this.kWarm(l, s);
+      p[4 * n + 2] = this.vStage(j); p[4 * n + 3] = this.vWarm(l, s);
+      n++;
+    }
+    if (n > 0) this.kern.k.kv_convert_rows(this.element.id, this.element.qBlock, wel.id, wel.qBlock, this.pairs, 2 * n, this.rowFloats, this.tmp);
   }
 
-  private ensureHost(l: number, rows: number): void {
-    const want = rows * this.rb;
-    if (this.hostK[l]!.length >= want) return;
-    const size = Math.min(this.shape.contextLength * this.rb, Math.max(want, 2 * this.hostK[l]!.length, 64 * this.rb));
-    for (const host of [this.hostK, this.hostV]) {
-      const g = new Uint8Array(size);
-      g.set(host[l]!);
-      host[l] = g;
+  private apply(l: number, d: PlacementDecision, w: PlacementDecision | undefined): void {
+    for (const j of d.demote) this.demote(l, j);
+    if (w) {
+      for (const j of w.demote) this.demoteWarm(l, j);
+      this.promoteWarm(l, w.promote.filter((j) => j < this.len));
     }
+    for (const j of d.promote) if (j < this.len) this.promote(l, j);
   }
 
   commitRows(l: number, pos0: number, n: number): void {
     if (pos0 !== this.len || n > this.reserved) throw new RangeError(`KV commit of rows ${pos0}..${pos0 + n} (length ${this.len}, reserved ${this.reserved})`);
     const d = this.pending[l]!;
+    const w = this.pendingWarm[l];
     for (const j of d.demote) this.demote(l, j);
+    if (w) for (const j of w.demote) this.demoteWarm(l, j);
     const cold = new Set(d.cold);
-    this.ensureHost(l, pos0 + n);
+    const notWarm = new Set(w?.cold);
     for (let i = 0; i < n; i++) {
       const j = pos0 + i;
       let s = -1;
@@ -206,35 +300,68 @@ export class TieredKVCache extends KVLength implements KVCache {
       const kDst = s < 0 ? this.kStage(j) : this.kSlot(l, s);
       const vDst = s < 0 ? this.vStage(j) : this.vSlot(l, s);
       this.newRows.store(this.element, i, kDst, vDst, 1);
-      const mem = new Uint8Array(this.kern.memory.buffer);
-      this.hostK[l]!.set(mem.subarray(kDst, kDst + this.rb), j * this.rb);
-      this.hostV[l]!.set(mem.subarray(vDst, vDst + this.rb), j * this.rb);
+      this.cold.write(2 * l, j, this.mem(kDst, this.rb));
+      this.cold.write(2 * l + 1, j, this.mem(vDst, this.rb));
+      if (w && !notWarm.has(j)) {
+        const ws = this.freeWarm[l]!.pop();
+        if (ws === undefined) throw new RangeError(`tiered KV: no free warm slot in layer ${l} for row ${j}`);
+        this.warmOf[l]![j] = ws;
+        this.newRows.store(this.warmElement!, i, this.kWarm(l, ws), this.vWarm(l, ws), 1);
+      }
     }
+    if (w) this.promoteWarm(l, w.promote.filter((j) => j < pos0));
     for (const j of d.promote) if (j < pos0) this.promote(l, j);
   }
 
-  /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placement. */
+  /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placements. */
   observe(l: number, mass: ArrayLike<number>): void {
-    this.apply(l, this.place[l]!.observe(mass));
+    this.apply(l, this.place[l]!.observe(mass), this.placeWarm[l]?.observe(mass));
+  }
+
+  /** Reads cold rows j0..j1-1 of layer l into their staging rows. */
+  private stageCold(l: number, j0: number, j1: number): void {
+    const bytes = (j1 - j0) * this.rb;
+    this.cold.read(2 * l, j0, this.mem(this.kStage(j0), bytes));
+    this.cold.read(2 * l + 1, j0, this.mem(this.vStage(j0), bytes));
+    this.staged += 2 * bytes;
+  }
+
+  /** Expands the warm rows of layer l before position `end` into their staging rows (one kernel call). */
+  private stageWarm(l: number, end: number): void {
+    const wel = this.warmElement!;
+    const slot = this.slotOf[l]!;
+    const warm = this.warmOf[l]!;
+    const p = new Uint32Array(this.kern.memory.buffer, this.pairs, 4 * end);
+    let n = 0;
+    for (let j = 0; j < end; j++) {
+      const s = warm[j]!;
+      if (slot[j]! >= 0 || s < 0) continue;
+      p[4 * n] = this.kWarm(l, s); p[4 * n + 1] = this.kStage(j);
+      p[4 * n + 2] = this.vWarm(l, s); p[4 * n + 3] = this.vStage(j);
+      n++;
+    }
+    if (n === 0) return;
+    this.kern.k.kv_convert_rows(wel.id, wel.qBlock, this.element.id, this.element.qBlock, this.pairs, 2 * n, this.rowFloats, this.tmp);
+    this.expanded += 2 * n * this.wrb;
   }
 
   attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
     const end = pos0 + nQ;
     if (end > this.len + this.reserved) throw new RangeError(`KV attention over ${end} rows (length ${this.len})`);
-    // Stage the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
+    // Stage the rows before this chunk that are not hot (the chunk's own rows were written to staging by commitRows):
+    // warm ones expanded, cold ones read in runs.
     const slot = this.slotOf[l]!;
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    const rb = this.rb;
-    for (let j = 0; j < Math.min(end, pos0); ) {
-      if (slot[j]! >= 0) { j++; continue; }
+    const warm = this.warmElement ? this.warmOf[l]! : undefined;
+    const isCold = (j: number) => slot[j]! < 0 && (warm === undefined || warm[j]! < 0);
+    for (let j = 0; j < pos0;) {
+      if (!isCold(j)) { j++; continue; }
       let e = j + 1;
-      while (e < pos0 && slot[e]! < 0) e++;
-      mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
-      mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
-      this.staged += 2 * (e - j) * rb;
+      while (e < pos0 && isCold(e)) e++;
+      this.stageCold(l, j, e);
       j = e;
     }
+    if (warm) this.stageWarm(l, pos0);
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
     attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
   }
@@ -247,34 +374,47 @@ export class TieredKVCache extends KVLength implements KVCache {
   override truncate(len: number): void {
     super.truncate(len);
     for (let l = 0; l < this.shape.nLayers; l++) {
-      // Rows past the new length give their slots back; the placement then restores its invariants.
+      // Rows past the new length give their slots back; the placements then restore their invariants.
       for (let j = len; j < this.place[l]!.length; j++) this.demote(l, j);
-      this.apply(l, this.place[l]!.truncate(len));
+      if (this.warmElement) for (let j = len; j < this.placeWarm[l]!.length; j++) this.demoteWarm(l, j);
+      this.apply(l, this.place[l]!.truncate(len), this.placeWarm[l]?.truncate(len));
     }
   }
 
   tierStats(): TierStats {
+    const L = this.shape.nLayers;
     let hot = 0;
-    for (const p of this.place) hot += p.hotCount;
-    let promotions = 0;
-    let demotions = 0;
-    for (const p of this.place) {
-      promotions += p.stats.promotions;
-      demotions += p.stats.demotions;
+    let warm = 0;
+    for (let l = 0; l < L; l++) {
+      const slot = this.slotOf[l]!;
+      const w = this.warmOf[l];
+      for (let j = 0; j < this.len; j++) {
+        if (slot[j]! >= 0) hot++;
+        else if (w && w[j]! >= 0) warm++;
+      }
     }
+    const sum = (ps: EmaPlacement[], k: 'promotions' | 'demotions') => ps.reduce((a, p) => a + p.stats[k], 0);
     return {
-      budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, hotRows: hot, coldRows: this.len * this.shape.nLayers - hot,
-      promotions, demotions, promotedBytes: this.promoted, stagedBytes: this.staged,
-      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0),
+      budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, warmRowsPerLayer: this.warmRows,
+      warmType: this.warmElement?.type ?? 'none',
+      hotRows: hot, warmRows: warm, coldRows: this.len * L - hot - warm,
+      hotBytes: 2 * L * this.hotRows * this.rb, warmBytes: 2 * L * this.warmRows * this.wrb,
+      promotions: sum(this.place, 'promotions'), demotions: sum(this.place, 'demotions'),
+      warmPromotions: sum(this.placeWarm, 'promotions'), warmDemotions: sum(this.placeWarm, 'demotions'),
+      promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded,
+      coldStore: this.cold.kind, hostBytes: this.cold.bytes,
     };
   }
 
   stats(): KVStats {
     const L = this.shape.nLayers;
-    const bytes = 2 * L * this.hotRows * this.rb;
+    const bytes = 2 * L * this.hotRows * this.rb + 2 * L * this.warmRows * this.wrb;
+    const arena = arenaBytes(this.shape, this.element, this.warmElement, { hot: this.hotRows, warm: this.warmRows });
     return {
-      policy: 'tiered', type: this.element.type, layout: `tiered:${this.hotRows}`, length: this.len, capacity: this.capacity,
-      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
+      policy: 'tiered', type: this.element.type,
+      layout: this.warmElement ? `tiered:${this.hotRows}+${this.warmRows}${this.warmElement.type}` : `tiered:${this.hotRows}`,
+      length: this.len, capacity: this.capacity,
+      bytes, peakBytes: bytes, overheadBytes: arena - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
       growths: 0, bytesCopied: 0, growthMs: 0, tiers: this.tierStats(),
     };
   }
@@ -282,9 +422,10 @@ export class TieredKVCache extends KVLength implements KVCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const p of [this.tables, this.hot, this.stageRows]) if (p) this.kern.free(p);
+    for (const p of [this.tables, this.hot, this.stageRows, this.warm, this.pairs, this.tmp]) if (p) this.kern.free(p);
     this.newRows.dispose();
-    this.tables = this.hot = this.stageRows = 0;
+    this.cold.dispose();
+    this.tables = this.hot = this.stageRows = this.warm = this.pairs = this.tmp = 0;
     this.len = 0;
   }
 }
