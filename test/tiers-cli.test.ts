@@ -1,6 +1,6 @@
 /** `bmc-llm simulate-placement` as a user runs it (the built dist/cli.js). */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -74,6 +74,16 @@ describe('bmc-llm run --trace', () => {
     expect(tiered.stdout).toBe(r.stdout);
     expect(tiered.stderr).toMatch(/kv tiers: budget .*hot rows per layer.*promotions/);
     expect(run(['-n', '4', '--kv', 'bmc:8', '--kv-budget', '120000']).stderr).toMatch(/--kv-budget/);
+    // A warm q8_0 tier and cold rows in a temporary file (removed at exit).
+    const coldDir = mkdtempSync(join(tmpdir(), 'bmc-cold-'));
+    const warm = run(['-n', '100', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace, '--kv-budget', '200000', '--kv-warm', 'q8_0', '--kv-warm-fraction', '0.3', '--kv-cold', 'file', '--kv-cold-path', coldDir]);
+    expect(warm.status).toBe(0);
+    expect(warm.stderr).toMatch(/kv tiers: budget .*hot rows per layer, \d+ warm q8_0; \d+ rows hot, [1-9]\d* warm, [1-9]\d* cold \(file .*expanded/);
+    expect(readdirSync(coldDir)).toHaveLength(0);
+    const noBudget = run(['-n', '4', '--kv-warm', 'q8_0']);
+    expect(noBudget.status).toBe(2);
+    expect(noBudget.stderr).toMatch(/--kv-warm/);
+    expect(run(['-n', '4', '--kv-budget', '150000', '--kv-cold', 'disk']).stderr).toMatch(/--kv-cold/);
     const bad = run(['-n', '4', '--trace', trace, '--lookup']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--trace/);

@@ -5,7 +5,7 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
+import { parseKVColdFlag, parseKVFlag, parseKVTypeFlag, parseKVWarmFlag } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
@@ -40,6 +40,10 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
+  { name: 'kv-warm', type: 'string', help: 'tiered cache: a warm tier of rows compressed in the arena, q8_0 | q4_0 | none (default none)' },
+  { name: 'kv-warm-fraction', type: 'number', help: 'tiered cache: share of the budget for warm rows, in (0, 1) (default 0.5)' },
+  { name: 'kv-cold', type: 'string', help: 'tiered cache: where cold rows live, memory | file (a temporary file, removed at exit) (default memory)' },
+  { name: 'kv-cold-path', type: 'string', help: 'tiered cache with --kv-cold file: directory of the temporary file (default: the OS temp directory)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
@@ -58,7 +62,7 @@ const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
 
 usage:
   bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--ignore-eos]
+              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--kv-budget N [--kv-warm W] [--kv-cold C]] [--ignore-eos]
               [--draft FILE | --lookup] [--draft-k K]
   bmc-llm info FILE [--json]
   bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
@@ -84,8 +88,17 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
   if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const tierFlags = {
+    ...(flags['kv-warm'] === undefined ? {} : { warm: parseKVWarmFlag(flags['kv-warm'] as string) }),
+    ...(flags['kv-warm-fraction'] === undefined ? {} : { warmFraction: flags['kv-warm-fraction'] as number }),
+    ...(flags['kv-cold'] === undefined ? {} : { cold: parseKVColdFlag(flags['kv-cold'] as string) }),
+    ...(flags['kv-cold-path'] === undefined ? {} : { coldPath: flags['kv-cold-path'] as string }),
+  };
+  for (const name of ['kv-warm', 'kv-warm-fraction', 'kv-cold', 'kv-cold-path']) {
+    if (flags[name] !== undefined && budget === undefined) throw new OptionError(`--${name}`, 'applies to the tiered cache (give --kv-budget BYTES)');
+  }
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
-    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget }) };
+    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget, ...tierFlags }) };
   const draft = draftFlags(flags);
   const traceFile = flags.trace as string | undefined;
   if (traceFile !== undefined && draft) throw new OptionError('--trace', 'cannot be combined with speculative decoding (rejected drafts roll the sequence back)');
@@ -140,8 +153,11 @@ async function cmdRun(argv: string[]): Promise<void> {
     }
     const tiers = s.kv?.tiers;
     if (tiers) {
-      err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)}); ` +
-        `${tiers.promotions} promotions, ${tiers.demotions} demotions; staged ${formatBytes(tiers.stagedBytes)}\n`);
+      const warm = tiers.warmType === 'none' ? '' : `, ${tiers.warmRowsPerLayer} warm ${tiers.warmType}`;
+      err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer${warm}; ${tiers.hotRows} rows hot, ` +
+        `${tiers.warmType === 'none' ? '' : `${tiers.warmRows} warm, `}${tiers.coldRows} cold (${tiers.coldStore} ${formatBytes(tiers.hostBytes)}); ` +
+        `${tiers.promotions} promotions, ${tiers.demotions} demotions${tiers.warmType === 'none' ? '' : ` (warm ${tiers.warmPromotions} in, ${tiers.warmDemotions} out)`}; ` +
+        `staged ${formatBytes(tiers.stagedBytes)}${tiers.warmType === 'none' ? '' : `, expanded ${formatBytes(tiers.expandedBytes)}`}\n`);
     }
     if (recorder) {
       const bytes = recorder.finish();
