@@ -32,7 +32,7 @@ import type { Kernels } from '../runtime/kernels.js';
 import { EmaPlacement } from '../tiers/placement.js';
 import type { PlacementDecision } from '../tiers/placement.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
-import { KVLength, StagingRows } from './length.js';
+import { KVLength, StagingRows, now } from './length.js';
 import { contextOverflow } from './options.js';
 import type { ResolvedKVOptions } from './options.js';
 import { attend } from './attend.js';
@@ -72,6 +72,9 @@ export interface TierStats {
   stagedBytes: number;
   /** Warm bytes expanded into staging rows for attention. */
   expandedBytes: number;
+  /** Milliseconds spent staging cold rows and expanding warm rows for attention. */
+  stageMs: number;
+  expandMs: number;
   /** The cold store ('memory', 'file', 'opfs') and the bytes it holds. */
   coldStore: string;
   hostBytes: number;
@@ -121,6 +124,8 @@ export class TieredKVCache extends KVLength implements KVCache {
   private promoted = 0;
   private staged = 0;
   private expanded = 0;
+  private stageMs = 0;
+  private expandMs = 0;
   private disposed = false;
 
   constructor(private readonly kern: Kernels, private readonly shape: KVShape, o: TierOptions | number, type: KVType = 'f32') {
@@ -354,6 +359,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const slot = this.slotOf[l]!;
     const warm = this.warmElement ? this.warmOf[l]! : undefined;
     const isCold = (j: number) => slot[j]! < 0 && (warm === undefined || warm[j]! < 0);
+    const t0 = now();
     for (let j = 0; j < pos0;) {
       if (!isCold(j)) { j++; continue; }
       let e = j + 1;
@@ -361,7 +367,12 @@ export class TieredKVCache extends KVLength implements KVCache {
       this.stageCold(l, j, e);
       j = e;
     }
-    if (warm) this.stageWarm(l, pos0);
+    const t1 = now();
+    this.stageMs += t1 - t0;
+    if (warm) {
+      this.stageWarm(l, pos0);
+      this.expandMs += now() - t1;
+    }
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
     attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
   }
@@ -401,7 +412,7 @@ export class TieredKVCache extends KVLength implements KVCache {
       hotBytes: 2 * L * this.hotRows * this.rb, warmBytes: 2 * L * this.warmRows * this.wrb,
       promotions: sum(this.place, 'promotions'), demotions: sum(this.place, 'demotions'),
       warmPromotions: sum(this.placeWarm, 'promotions'), warmDemotions: sum(this.placeWarm, 'demotions'),
-      promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded,
+      promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded, stageMs: this.stageMs, expandMs: this.expandMs,
       coldStore: this.cold.kind, hostBytes: this.cold.bytes,
     };
   }

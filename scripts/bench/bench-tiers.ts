@@ -1,53 +1,142 @@
 /**
- * npm run bench:tiers [-- --tokens 16384 --fraction 0.125 --out tiers.json]: a tiny synthetic model (16 layers, 2 KV
- * heads of 32) generates a long context through the tiered KV cache with a budget holding `fraction` of all rows,
- * beside the untiered cache (bmc:64) for the same tokens. Prints a table (stdout), progress on stderr, and JSON.
- * The physical limit beside the figures: the cold rows staged per token are bounded by the host -> arena copy rate.
+ * npm run bench:tiers [-- --full] [--docs] [--out DIR]: a tiny synthetic model (16 layers, 2 KV heads of 32) fills
+ * its context through the tiered KV cache under a budget holding a fraction of all f32 rows, then decodes, beside
+ * the untiered cache (bmc:64, f32 and q8_0) for the same tokens. Configurations: no warm tier (cold rows in host
+ * memory, or in a temporary file), warm q8_0 and warm q4_0 (half the pools' budget each).
+ *   quick (default, a couple of minutes): contexts 2048 and 4096, budget 1/8;
+ *   --full: contexts 4096, 8192 and 16384, budgets 1/8 and 1/4.
+ * Per run: prefill and decode tokens/s, the arena bytes (within the budget), bytes per tier (hot and warm pools in the
+ * arena, the cold store outside), bytes staged (cold -> arena) and expanded (warm -> staging) per decoded token, and
+ * the decode logits against bmc f32 (worst relative L2 error, argmax agreement). Placement is first-come here (no
+ * attention trace), so the rows each tier holds are the same for every configuration.
+ * The physical limit beside the figures: every decode step reads every row of every layer once (the attention), so
+ * a cold row costs one host -> arena copy of its bytes and a warm row one expansion pass, on top of that read.
+ * Table on stdout, progress on stderr, JSON and an SVG chart (decode tok/s vs context) in DIR (default bench-results/),
+ * and with --docs also in docs/.
  */
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
+import type { KVOptions } from '../../engine/index.js';
 import { makeTinyLlama } from '../../engine/gguf/synth.js';
+import { lineChart } from './svg-chart.js';
+import type { Series } from './svg-chart.js';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const outIdx = process.argv.indexOf('--out');
-const out = outIdx > 0 ? process.argv[outIdx + 1]! : 'bench-tiers.json';
-const tokens = arg('tokens', 16384);
-const fraction = arg('fraction', 0.125);
-const chunk = arg('chunk', 128);
+const argv = process.argv.slice(2);
+const full = argv.includes('--full');
+const toDocs = argv.includes('--docs');
+const outIdx = argv.indexOf('--out');
+const outDir = outIdx >= 0 ? argv[outIdx + 1]! : 'bench-results';
+const err = (s: string) => process.stderr.write(s);
+
 const L = 16;
-const bytes = makeTinyLlama({ dim: 64, heads: 2, kvHeads: 2, layers: L, ffn: 32, vocab: 260, contextLength: tokens });
-const model = await loadModel(bytes, { contextLength: tokens, batchSize: chunk });
-const full = 2 * L * tokens * 64 * 4;
-const budget = Math.floor(full * fraction);
-const ids = Array.from({ length: tokens }, (_, i) => 1 + ((i * 7919 + 13) % 259));
-const rows: Record<string, unknown>[] = [];
-let ref: Float32Array | undefined;
-for (const kv of [{ policy: 'bmc' as const }, { policy: 'tiered' as const, budgetBytes: budget }]) {
-  const s = model.createSession({ kv });
-  const t0 = performance.now();
-  let last = new Float32Array(0);
-  for (let at = 0; at < tokens; at += chunk) {
-    last = await s.eval(ids.slice(at, at + chunk));
-    if ((at / chunk) % 16 === 0) process.stderr.write(`${kv.policy}: ${at + chunk}/${tokens}\r`);
+const ROW_FLOATS = 64;
+const CHUNK = 128;
+const DECODE = 64;
+const contexts = full ? [4096, 8192, 16384] : [2048, 4096];
+const fractions = full ? [1 / 8, 1 / 4] : [1 / 8];
+
+interface Config { name: string; kv: (budget: number) => KVOptions; tiered: boolean }
+const configs: Config[] = [
+  { name: 'bmc f32', kv: () => ({ policy: 'bmc' }), tiered: false },
+  { name: 'bmc q8_0', kv: () => ({ policy: 'bmc', type: 'q8_0' }), tiered: false },
+  { name: 'tiered', kv: (b) => ({ policy: 'tiered', budgetBytes: b }), tiered: true },
+  { name: 'tiered file', kv: (b) => ({ policy: 'tiered', budgetBytes: b, cold: 'file' }), tiered: true },
+  { name: 'tiered warm q8_0', kv: (b) => ({ policy: 'tiered', budgetBytes: b, warm: 'q8_0' }), tiered: true },
+  { name: 'tiered warm q4_0', kv: (b) => ({ policy: 'tiered', budgetBytes: b, warm: 'q4_0' }), tiered: true },
+];
+
+interface Row {
+  config: string; context: number; fraction: number | null; budget: number | null; arenaBytes: number;
+  prefillTokPerS: number; decodeTokPerS: number;
+  hotBytes: number; warmBytes: number; coldBytes: number; hotRowsPerLayer: number | null; warmRowsPerLayer: number | null;
+  stagedPerToken: number; expandedPerToken: number; promotedBytes: number;
+  /** Share of the decode time spent staging cold rows / expanding warm rows. */
+  stageShare: number; expandShare: number;
+  worstRelError: number; argmaxAgreement: number;
+}
+const rows: Row[] = [];
+
+for (const ctx of contexts) {
+  const bytes = makeTinyLlama({ dim: 64, heads: 2, kvHeads: 2, layers: L, ffn: 32, vocab: 260, contextLength: ctx });
+  const model = await loadModel(bytes, { contextLength: ctx, batchSize: CHUNK });
+  const ids = Array.from({ length: ctx }, (_, i) => 1 + ((i * 7919 + 13) % 259));
+  const fullBytes = 2 * L * ctx * ROW_FLOATS * 4;
+  let ref: Float32Array[] = [];
+  for (const fraction of fractions) {
+    for (const c of configs) {
+      if (!c.tiered && fraction !== fractions[0]) continue; // the untiered runs do not depend on the budget
+      const budget = Math.floor(fullBytes * fraction);
+      const s = model.createSession({ kv: c.kv(budget) });
+      const label = `${c.name}${c.tiered ? ` 1/${Math.round(1 / fraction)}` : ''} @${ctx}`;
+      const prefill = ctx - DECODE;
+      const t0 = performance.now();
+      for (let at = 0; at < prefill; at += CHUNK) {
+        await s.eval(ids.slice(at, Math.min(prefill, at + CHUNK)));
+        if ((at / CHUNK) % 8 === 0) err(`${label}: prefill ${at}/${prefill}\r`);
+      }
+      const t1 = performance.now();
+      const before = s.kvStats().tiers;
+      const logits: Float32Array[] = [];
+      for (let i = prefill; i < ctx; i++) logits.push(await s.eval([ids[i]!]));
+      const t2 = performance.now();
+      const st = s.kvStats();
+      const t = st.tiers;
+      if (c.name === 'bmc f32') ref = logits;
+      let worst = 0, agree = 0;
+      logits.forEach((b, i) => {
+        const a = ref[i]!;
+        let num = 0, den = 0, am = 0, bm = 0;
+        for (let k = 0; k < a.length; k++) {
+          num += (a[k]! - b[k]!) ** 2; den += a[k]! ** 2;
+          if (a[k]! > a[am]!) am = k;
+          if (b[k]! > b[bm]!) bm = k;
+        }
+        worst = Math.max(worst, Math.sqrt(num / den));
+        if (am === bm) agree++;
+      });
+      rows.push({
+        config: c.name, context: ctx, fraction: c.tiered ? fraction : null, budget: c.tiered ? budget : null,
+        arenaBytes: st.bytes + st.overheadBytes,
+        prefillTokPerS: Math.round((1000 * prefill) / (t1 - t0)), decodeTokPerS: Math.round((1000 * DECODE) / (t2 - t1)),
+        hotBytes: t ? t.hotBytes : st.bytes, warmBytes: t?.warmBytes ?? 0, coldBytes: t?.hostBytes ?? 0,
+        hotRowsPerLayer: t?.hotRowsPerLayer ?? null, warmRowsPerLayer: t ? t.warmRowsPerLayer : null,
+        stagedPerToken: t && before ? Math.round((t.stagedBytes - before.stagedBytes) / DECODE) : 0,
+        expandedPerToken: t && before ? Math.round((t.expandedBytes - before.expandedBytes) / DECODE) : 0,
+        promotedBytes: t?.promotedBytes ?? 0,
+        stageShare: t && before ? (t.stageMs - before.stageMs) / (t2 - t1) : 0,
+        expandShare: t && before ? (t.expandMs - before.expandMs) / (t2 - t1) : 0,
+        worstRelError: worst, argmaxAgreement: agree / DECODE,
+      });
+      s.dispose();
+      err(`${label}: done${' '.repeat(30)}\n`);
+    }
   }
-  const ms = performance.now() - t0;
-  const st = s.kvStats();
-  ref ??= last;
-  rows.push({
-    policy: kv.policy, tokens, ms: Math.round(ms), tokPerS: Math.round((1000 * tokens) / ms), arenaBytes: st.bytes + st.overheadBytes,
-    budget: kv.policy === 'tiered' ? budget : null, sameLogits: last.every((v, i) => Object.is(v, ref![i])), tiers: st.tiers ?? null,
-  });
-  s.dispose();
+  model.dispose();
 }
-process.stderr.write('\n');
-model.dispose();
-console.log('policy   tokens   tok/s   arena bytes   budget      hot rows/layer  staged MB  same logits');
+
+const mb = (b: number) => (b / 1e6).toFixed(2);
+const kb = (b: number) => (b / 1e3).toFixed(0);
+console.log('config               ctx  budget  arena MB  hot MB  warm MB  cold MB  hot/warm rows  prefill tok/s  decode tok/s  staged kB/tok  expanded kB/tok  stage%  expand%  worst rel err  argmax');
 for (const r of rows) {
-  const t = r.tiers as { hotRowsPerLayer: number; stagedBytes: number } | null;
-  console.log(`${String(r.policy).padEnd(8)} ${String(r.tokens).padStart(6)} ${String(r.tokPerS).padStart(7)} ${String(r.arenaBytes).padStart(13)} ${String(r.budget ?? '-').padStart(9)} ${String(t?.hotRowsPerLayer ?? '-').padStart(15)} ${(t ? (t.stagedBytes / 1e6).toFixed(0) : '-').padStart(10)}  ${r.sameLogits}`);
+  console.log(`${r.config.padEnd(18)} ${String(r.context).padStart(6)} ${(r.fraction ? `1/${Math.round(1 / r.fraction)}` : '-').padStart(7)} ${mb(r.arenaBytes).padStart(9)} ${mb(r.hotBytes).padStart(7)} ${mb(r.warmBytes).padStart(8)} ${mb(r.coldBytes).padStart(8)} ${(r.hotRowsPerLayer === null ? '-' : `${r.hotRowsPerLayer}/${r.warmRowsPerLayer}`).padStart(14)} ${String(r.prefillTokPerS).padStart(14)} ${String(r.decodeTokPerS).padStart(13)} ${kb(r.stagedPerToken).padStart(14)} ${kb(r.expandedPerToken).padStart(16)} ${(100 * r.stageShare).toFixed(0).padStart(6)}% ${(100 * r.expandShare).toFixed(0).padStart(7)}% ${r.worstRelError.toExponential(2).padStart(14)} ${(100 * r.argmaxAgreement).toFixed(0).padStart(6)}%`);
 }
-writeFileSync(out, `${JSON.stringify({ fraction, chunk, rows }, null, 2)}\n`);
-process.stderr.write(`wrote ${out}\n`);
+
+mkdirSync(outDir, { recursive: true });
+const json = join(outDir, 'bench-tiers.json');
+writeFileSync(json, `${JSON.stringify({ full, layers: L, rowFloats: ROW_FLOATS, chunk: CHUNK, decode: DECODE, contexts, fractions, rows }, null, 2)}\n`);
+const series: Series[] = [];
+for (const r of rows) {
+  const name = r.fraction === null ? r.config : `${r.config} 1/${Math.round(1 / r.fraction)}`;
+  let s = series.find((x) => x.name === name);
+  if (!s) series.push(s = { name, points: [] });
+  s.points.push([r.context, r.decodeTokPerS]);
+}
+const svg = join(outDir, 'bench-tiers.svg');
+writeFileSync(svg, lineChart({ title: 'Decode tok/s vs context, tiered KV cache (synthetic 16 layers)', xLabel: 'context (tokens)', yLabel: 'decode tok/s', series, logX: true }));
+if (toDocs) {
+  mkdirSync('docs', { recursive: true });
+  copyFileSync(json, join('docs', 'bench-tiers.json'));
+  copyFileSync(svg, join('docs', 'bench-tiers.svg'));
+}
+err(`wrote ${json} and ${svg}${toDocs ? ' (and to docs/)' : ''}\n`);
