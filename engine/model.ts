@@ -271,8 +271,8 @@ async function defaultThreads(): Promise<number> {
 /** Where a file system exists (Node, Deno, Bun), the adapter that opens temporary cold-tier files (kv.cold 'file'). */
 async function provideColdFiles(): Promise<void> {
   if (typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== 'string' && !('Deno' in globalThis)) return;
-  const { openTempColdFile } = await import('./adapters/node-cold-file.js');
-  provideTempFiles(openTempColdFile);
+  const { tempColdFiles } = await import('./adapters/node-cold-file.js');
+  provideTempFiles(await tempColdFiles());
 }
 
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {

@@ -1,0 +1,43 @@
+// Runs in a dedicated worker of a page served by examples/web/serve.mjs (test/kv-cold-opfs.test.ts): the tiered KV
+// cache with its cold rows in an OPFS file (FileSystemSyncAccessHandle) against the untiered cache, bit for bit.
+import { loadModel, openOpfsColdFile } from '/dist/index.js';
+
+const same = (a, b) => {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+};
+
+async function names() {
+  const out = [];
+  for await (const name of (await navigator.storage.getDirectory()).keys()) out.push(name);
+  return out;
+}
+
+self.onmessage = async () => {
+  try {
+    const model = await loadModel(new URL('/models/stories260K.gguf', location.href), { contextLength: 256, batchSize: 16, threads: 1 });
+    const vocab = model.info.hparams.nVocab;
+    const plain = model.createSession();
+    const cold = await openOpfsColdFile('bmc-llm-kv-test.bin');
+    const tiered = model.createSession({ kv: { policy: 'tiered', budgetBytes: 170000, cold } });
+    const prompt = Array.from({ length: 150 }, (_, i) => 1 + ((i * 7919 + 13) % (vocab - 1)));
+    let equal = same(await plain.eval(prompt, { logits: 'all' }), await tiered.eval(prompt, { logits: 'all' }));
+    let steps = 0;
+    for (let i = 0; i < 60; i++) {
+      const t = [(i * 31 + 5) % vocab];
+      if (same(await plain.eval(t), await tiered.eval(t))) steps++;
+      if (i === 30) { plain.truncate(170); tiered.truncate(170); }
+    }
+    const s = tiered.kvStats();
+    const during = await names();
+    tiered.dispose();
+    for (let i = 0; i < 50 && (await names()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const after = await names();
+    model.dispose();
+    self.postMessage({ ok: true, equal, steps, coldStore: s.tiers.coldStore, coldRows: s.tiers.coldRows, rows: s.length * model.info.hparams.nLayers,
+      hostBytes: s.tiers.hostBytes, stagedBytes: s.tiers.stagedBytes, arena: s.bytes + s.overheadBytes, during, after });
+  } catch (e) {
+    self.postMessage({ ok: false, error: `${e?.name}: ${e?.message}` });
+  }
+};

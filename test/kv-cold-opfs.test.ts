@@ -1,0 +1,55 @@
+// The OPFS cold store in a browser: headless Chromium (Debian's /usr/bin/chromium through playwright-core, as in
+// test/runtime-browser.test.ts) runs test/browser/opfs-cold-worker.mjs in a dedicated worker, where
+// FileSystemSyncAccessHandle exists: the tiered cache with cold rows in an OPFS file gives the untiered cache's logits
+// bit for bit, and disposing the session removes the file. On the page's main thread opening one is an OptionError.
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODELS } from './shared-paths.js';
+// @ts-expect-error: a plain JavaScript example module
+import { startServer } from '../examples/web/serve.mjs';
+
+const CHROMIUM = process.env.BMC_LLM_CHROMIUM ?? '/usr/bin/chromium';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let server: { url: string; close(): Promise<void> };
+let browser: Browser;
+
+describe('tiered KV cache: OPFS cold store (headless Chromium, dedicated worker)', () => {
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (or set BMC_LLM_CHROMIUM)`);
+    server = await startServer({ port: 0, models: MODELS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('logits equal the untiered cache\'s with cold rows in OPFS; the file is removed on dispose; the main thread is refused', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/examples/web/`);
+    const r = await page.evaluate(() => new Promise<Record<string, unknown>>((done) => {
+      const w = new Worker('/test/browser/opfs-cold-worker.mjs', { type: 'module' });
+      w.onmessage = (e) => done(e.data);
+      w.onerror = (e) => done({ ok: false, error: e.message });
+      w.postMessage('go');
+    }));
+    expect(r.error).toBeUndefined();
+    expect(r.ok).toBe(true);
+    expect(r.equal).toBe(true);
+    expect(r.steps).toBe(60);
+    expect(r.coldStore).toBe('opfs');
+    expect(r.coldRows as number).toBeGreaterThan((r.rows as number) / 2);
+    expect(r.stagedBytes as number).toBeGreaterThan(0);
+    expect(r.arena as number).toBeLessThanOrEqual(170000);
+    expect(r.during).toEqual(['bmc-llm-kv-test.bin']);
+    expect(r.after).toEqual([]);
+    // A string, so that vitest does not rewrite the page's dynamic import.
+    const main = await page.evaluate(`import('/dist/index.js').then((m) => m.openOpfsColdFile('x.bin')).then(() => 'opened', (e) => e.message)`);
+    expect(main).toMatch(/kv\.cold.*dedicated workers/);
+    await page.close();
+  });
+});
