@@ -74,6 +74,26 @@ export function runtimeSuite(name: 'deno' | 'bun'): void {
     });
   });
 
+  describe(`${name}: the tiered KV cache with cold rows in a file`, () => {
+    it('--kv-cold file: the untiered greedy text; the temporary file is removed at exit', () => {
+      const dir = mkdtempSync(join(tmpdir(), `bmc-${name}-cold-`));
+      try {
+        const base = ['bmc-llm.mjs', 'run', '-m', STORIES, '-p', ref.prompt, '-n', '64', '--temp', '0', '--threads', '1', '-c', '128'];
+        const tiers = ['--kv-budget', '150000', '--kv-cold', 'file', '--kv-cold-path', dir];
+        // Deno asks for write permission to create the file.
+        const cmd = name === 'deno' ? [...rt.command.slice(0, 2), '--allow-write', ...rt.command.slice(2)] : rt.command;
+        const r = exec(cmd, [...base, ...tiers], tmp);
+        expect(r.err).not.toMatch(/internal error/);
+        expect(r.code).toBe(0);
+        expect(r.err).toMatch(/kv tiers: .* [1-9]\d* cold \(file /);
+        expect(r.out).toBe(exec(node.command, base, tmp).out);
+        expect(readdirSync(dir)).toEqual([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   describe(`${name}: import { loadModel } from dist/index.js`, () => {
     const lib = (r: Runtime, file: string, threads: number) => {
       const res = exec(r.command, [LIB_SCRIPT, file, 'Once upon a time', '32', String(threads)], ROOT);
