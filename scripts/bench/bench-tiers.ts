@@ -11,6 +11,8 @@
  * attention trace), so the rows each tier holds are the same for every configuration.
  * The physical limit beside the figures: every decode step reads every row of every layer once (the attention), so
  * a cold row costs one host -> arena copy of its bytes and a warm row one expansion pass, on top of that read.
+ * A second table measures the warm read path at the kernel level: attention over q8_0 rows read in registers against
+ * expanding them to f32 (kv_convert_rows, what the cache does) and attending over those.
  * Table on stdout, progress on stderr, JSON and an SVG chart (decode tok/s vs context) in DIR (default bench-results/),
  * and with --docs also in docs/.
  */
@@ -19,6 +21,9 @@ import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
 import type { KVOptions } from '../../engine/index.js';
 import { makeTinyLlama } from '../../engine/gguf/synth.js';
+import { Kernels } from '../../engine/runtime/kernels.js';
+import { AttentionWorkspace, CONTIGUOUS_BLOCK_ROWS, attend } from '../../engine/kv/attend.js';
+import { kvElement } from '../../engine/kv/element.js';
 import { lineChart } from './svg-chart.js';
 import type { Series } from './svg-chart.js';
 
@@ -115,6 +120,57 @@ for (const ctx of contexts) {
   model.dispose();
 }
 
+// The warm read path: attention over N warm q8_0 rows read in registers by the attention kernel (what an in-kernel
+// warm path would cost) against expanding them into f32 staging rows (kv_convert_rows) and attending over those (what
+// the cache does), and over f32 rows alone (hot rows). One query row, this model's heads, one thread, median of runs.
+const warmPath: { rows: number; inRegisterUs: number; expandUs: number; expandAttendUs: number; f32AttendUs: number }[] = [];
+{
+  const kern = await Kernels.create({ threads: 1 });
+  const nHeads = 2, nKV = 2, hd = 32, rowF = nKV * hd;
+  const q8 = kvElement('q8_0', nKV, hd);
+  const f32 = kvElement('f32', nKV, hd);
+  for (const n of full ? [2048, 8192, 16384] : [2048, 4096]) {
+    const x = new Float32Array(n * rowF).map((_, i) => Math.sin(i * 0.7) * 2);
+    const ws = new AttentionWorkspace(kern, { nHeads, headDim: hd, contextLength: n, batch: 1 });
+    const src = kern.alloc(x.byteLength);
+    kern.write(src, x);
+    const [kq, vq, kf, vf] = [q8, q8, f32, f32].map((el) => kern.alloc(n * el.rowBytes));
+    kern.k.kv_store_rows(q8.id, q8.qBlock, src, kq!, n, rowF, q8.rowBytes);
+    kern.k.kv_store_rows(q8.id, q8.qBlock, src, vq!, n, rowF, q8.rowBytes);
+    const tab = kern.alloc(16);
+    const pairs = kern.alloc(16 * n);
+    const tmp = kern.alloc(4 * rowF);
+    const q = kern.alloc(4 * nHeads * hd);
+    const out = kern.alloc(4 * nHeads * hd);
+    kern.write(q, new Float32Array(nHeads * hd).map((_, i) => Math.cos(i)));
+    const p = new Uint32Array(kern.memory.buffer, pairs, 4 * n);
+    for (let j = 0; j < n; j++) {
+      p[4 * j] = kq! + j * q8.rowBytes; p[4 * j + 1] = kf! + j * f32.rowBytes;
+      p[4 * j + 2] = vq! + j * q8.rowBytes; p[4 * j + 3] = vf! + j * f32.rowBytes;
+    }
+    const args = { q, out, nQ: 1, pos0: n - 1, nHeads, nKVHeads: nKV, headDim: hd, qStride: nHeads * hd, outStride: nHeads * hd, scale: 1 / Math.sqrt(hd) };
+    const view = (k: number, v: number, el: typeof q8) => {
+      const t = new Uint32Array(kern.memory.buffer, tab, 4);
+      t[0] = k; t[2] = v;
+      return { kTable: tab, vTable: tab + 8, blockRows: CONTIGUOUS_BLOCK_ROWS, el };
+    };
+    const median = (f: () => void) => {
+      const ts: number[] = [];
+      for (let r = 0; r < 41; r++) { const t0 = performance.now(); f(); ts.push(performance.now() - t0); }
+      return 1000 * ts.sort((a, b) => a - b)[20]!;
+    };
+    const expand = () => kern.k.kv_convert_rows(q8.id, q8.qBlock, f32.id, 0, pairs, 2 * n, rowF, tmp);
+    const inRegisterUs = median(() => attend(kern, ws, view(kq!, vq!, q8), args));
+    const f32AttendUs = median(() => attend(kern, ws, view(kf!, vf!, f32), args));
+    const expandUs = median(expand);
+    const expandAttendUs = median(() => { expand(); attend(kern, ws, view(kf!, vf!, f32), args); });
+    warmPath.push({ rows: n, inRegisterUs, expandUs, expandAttendUs, f32AttendUs });
+    for (const ptr of [src, kq!, vq!, kf!, vf!, tab, pairs, tmp, q, out]) kern.free(ptr);
+    ws.dispose();
+  }
+  kern.dispose();
+}
+
 const mb = (b: number) => (b / 1e6).toFixed(2);
 const kb = (b: number) => (b / 1e3).toFixed(0);
 console.log('config               ctx  budget  arena MB  hot MB  warm MB  cold MB  hot/warm rows  prefill tok/s  decode tok/s  staged kB/tok  expanded kB/tok  stage%  expand%  worst rel err  argmax');
@@ -122,9 +178,15 @@ for (const r of rows) {
   console.log(`${r.config.padEnd(18)} ${String(r.context).padStart(6)} ${(r.fraction ? `1/${Math.round(1 / r.fraction)}` : '-').padStart(7)} ${mb(r.arenaBytes).padStart(9)} ${mb(r.hotBytes).padStart(7)} ${mb(r.warmBytes).padStart(8)} ${mb(r.coldBytes).padStart(8)} ${(r.hotRowsPerLayer === null ? '-' : `${r.hotRowsPerLayer}/${r.warmRowsPerLayer}`).padStart(14)} ${String(r.prefillTokPerS).padStart(14)} ${String(r.decodeTokPerS).padStart(13)} ${kb(r.stagedPerToken).padStart(14)} ${kb(r.expandedPerToken).padStart(16)} ${(100 * r.stageShare).toFixed(0).padStart(6)}% ${(100 * r.expandShare).toFixed(0).padStart(7)}% ${r.worstRelError.toExponential(2).padStart(14)} ${(100 * r.argmaxAgreement).toFixed(0).padStart(6)}%`);
 }
 
+console.log('\nwarm read path (one query row, 2 heads x 32, one thread; median us per layer call)');
+console.log('rows   q8_0 in registers   expand q8_0->f32   expand + f32 attention   f32 attention   (expand + f32) / in registers');
+for (const w of warmPath) {
+  console.log(`${String(w.rows).padStart(5)} ${w.inRegisterUs.toFixed(1).padStart(19)} ${w.expandUs.toFixed(1).padStart(18)} ${w.expandAttendUs.toFixed(1).padStart(24)} ${w.f32AttendUs.toFixed(1).padStart(15)} ${(w.expandAttendUs / w.inRegisterUs).toFixed(2).padStart(30)}x`);
+}
+
 mkdirSync(outDir, { recursive: true });
 const json = join(outDir, 'bench-tiers.json');
-writeFileSync(json, `${JSON.stringify({ full, layers: L, rowFloats: ROW_FLOATS, chunk: CHUNK, decode: DECODE, contexts, fractions, rows }, null, 2)}\n`);
+writeFileSync(json, `${JSON.stringify({ full, layers: L, rowFloats: ROW_FLOATS, chunk: CHUNK, decode: DECODE, contexts, fractions, rows, warmPath }, null, 2)}\n`);
 const series: Series[] = [];
 for (const r of rows) {
   const name = r.fraction === null ? r.config : `${r.config} 1/${Math.round(1 / r.fraction)}`;
