@@ -271,8 +271,12 @@ async function defaultThreads(): Promise<number> {
 /** Where a file system exists (Node, Deno, Bun), the adapter that opens temporary cold-tier files (kv.cold 'file'). */
 async function provideColdFiles(): Promise<void> {
   if (typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== 'string' && !('Deno' in globalThis)) return;
-  const { tempColdFiles } = await import('./adapters/node-cold-file.js');
-  provideTempFiles(await tempColdFiles());
+  try {
+    const { tempColdFiles } = await import('./adapters/node-cold-file.js');
+    provideTempFiles(await tempColdFiles());
+  } catch {
+    // A runtime that looks like Node without node:fs (an edge runtime's compatibility layer): no 'file' cold store.
+  }
 }
 
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
