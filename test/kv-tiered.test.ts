@@ -77,7 +77,7 @@ describe('tiered KV cache', () => {
     }
   });
 
-  it('a synthetic model runs 4096 tokens with a budget of 1/8 of the rows (bench:tiers runs 16k)', async () => {
+  it('a synthetic model runs 4096 tokens with a budget of 1/8 of the rows (bench:tiers --full runs 16k)', async () => {
     const L = 16;
     const ctx = 4096;
     const bytes = makeTinyLlama({ dim: 64, heads: 2, kvHeads: 2, layers: L, ffn: 32, vocab: 260, contextLength: ctx });
