@@ -178,7 +178,6 @@ describe('tiered KV cache options', () => {
         [{ policy: 'bmc', warm: 'q8_0' }, /kv\.warm/],
         [{ policy: 'tiered', budgetBytes: 1e6, type: 'q8_0', warm: 'q8_0' }, /kv\.warm.*q4_0/],
         [{ policy: 'tiered', budgetBytes: 1e6, warm: 'q8_0', warmFraction: 1 }, /kv\.warmFraction/],
-        [{ policy: 'tiered', budgetBytes: 1e6, warmFraction: 0.5 }, /kv\.warmFraction/],
         [{ policy: 'tiered', budgetBytes: 1e6, cold: 'disk' }, /kv\.cold/],
         [{ policy: 'tiered', budgetBytes: 1e6, cold: 'opfs' }, /kv\.cold.*openOpfsColdFile/],
         [{ policy: 'bmc', cold: 'file' }, /kv\.cold/],

@@ -33,7 +33,7 @@ export interface KVOptions {
    * than the cache's type: q8_0 for f32 or f16 caches, q4_0 for any.
    */
   warm?: WarmType;
-  /** `tiered` with a warm tier: the share of the budget (after the fixed bytes) given to warm rows, in (0, 1); default 0.5. */
+  /** `tiered` with a warm tier: the share of the budget (after the fixed bytes) given to warm rows, in (0, 1); default 0.5 (unused without a warm tier). */
   warmFraction?: number;
   /**
    * `tiered` only: where cold rows live (engine/kv/cold-store.ts): 'memory' (default), 'file' (a temporary file under
@@ -87,11 +87,11 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (warm === 'q8_0' && type === 'q8_0') throw new OptionError('kv.warm', 'q8_0 warm rows are no smaller than this cache\'s q8_0 rows (use q4_0)');
   const warmFraction = o?.warmFraction ?? DEFAULT_WARM_FRACTION;
   if (typeof warmFraction !== 'number' || !(warmFraction > 0 && warmFraction < 1)) throw new OptionError('kv.warmFraction', `${String(warmFraction)} is not a number in (0, 1)`);
-  if (o?.warmFraction !== undefined && warm === 'none') throw new OptionError('kv.warmFraction', 'applies only with a warm tier (kv.warm q8_0 or q4_0)');
   const cold = o?.cold ?? 'memory';
   if (cold === 'opfs') throw new OptionError('kv.cold', '"opfs" needs a handle opened in a dedicated worker: cold: await openOpfsColdFile(name)');
   if (cold !== 'memory' && cold !== 'file' && !isSyncFile(cold)) throw new OptionError('kv.cold', `${typeof cold === 'string' ? `"${cold}"` : typeof cold} is not 'memory', 'file' or a SyncFile handle`);
-  if (o?.cold !== undefined && policy !== 'tiered') throw new OptionError('kv.cold', `a cold store belongs to the tiered policy, not ${policy}`);
+  // (Resolved options pass through here again, e.g. for a draft model: the defaults are accepted with any policy.)
+  if (cold !== 'memory' && policy !== 'tiered') throw new OptionError('kv.cold', `a cold store belongs to the tiered policy, not ${policy}`);
   const coldPath = o?.coldPath;
   if (coldPath !== undefined && (typeof coldPath !== 'string' || coldPath === '')) throw new OptionError('kv.coldPath', 'expected a directory path');
   if (coldPath !== undefined && cold !== 'file') throw new OptionError('kv.coldPath', "applies only to cold: 'file'");
