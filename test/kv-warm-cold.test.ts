@@ -7,6 +7,8 @@
  *     q8_0: worst step <= 3%, argmax agreement >= 95%;
  *     q4_0: worst step <= 50%, argmax agreement >= 70% (4-bit rows with blocks of 8 or 16 values are coarse);
  *   the errors are nonzero (warm rows are really read) and q4_0's mean error is larger than q8_0's.
+ * - f16 and q8_0 caches with warm tiers (rows converted between the cache's type and the warm type) stay within the
+ *   same tolerances against the untiered cache of their type.
  * - Doubling the scales of the warm rows (a broken dequantization) breaks the q8_0 tolerance.
  * - The arena stays within the budget; bad options are OptionErrors naming the field.
  */
@@ -121,6 +123,31 @@ describe('tiered KV cache: warm tier', () => {
       m.dispose();
     }
   }, 60_000);
+
+  it.each([['f16', 'q8_0'], ['q8_0', 'q4_0']] as const)('stories260K, %s cache with warm %s rows: within the tolerance of the untiered cache of that type', async (type, warm) => {
+    const m = await stories();
+    try {
+      const hp = m.info.hparams!;
+      const plain = m.createSession({ kv: { type } });
+      const budget = type === 'f16' ? 200_000 : 160_000;
+      // Traced, so cold rows are promoted to warm: compressed from their cold copies at the cache's type.
+      const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type, warm }, trace: new TraceRecorder({ nLayers: hp.nLayers, topK: 4 }) });
+      const prompt = ids(100, hp.nVocab);
+      await plain.eval(prompt);
+      await s.eval(prompt);
+      const r = await run(plain, s, hp.nVocab, 150);
+      const st = s.kvStats();
+      expect(arenaBytes(st)).toBeLessThanOrEqual(budget);
+      expect(st.tiers!.warmRows).toBeGreaterThan(0);
+      expect(st.tiers!.coldRows).toBeGreaterThan(0);
+      expect(st.tiers!.warmPromotions).toBeGreaterThan(0);
+      expect(r.mean).toBeGreaterThan(0);
+      expect(r.worst).toBeLessThanOrEqual(TOL[warm].worst);
+      expect(r.agreement).toBeGreaterThanOrEqual(TOL[warm].agreement);
+    } finally {
+      m.dispose();
+    }
+  });
 
   it('a broken dequantization (warm scales doubled) falls outside the q8_0 tolerance', async () => {
     const m = await stories();
