@@ -4,7 +4,7 @@
  * - With a warm tier the logits stay within a stated tolerance of the untiered f32 cache over 300 decode steps, on
  *   stories260K (head size 8: blocks of 8) and a synthetic model (head size 16), measured as the relative L2 error
  *   of each step's logits (|a - b| / |b|) and the agreement of their argmax:
- *     q8_0: worst step <= 3%, argmax agreement >= 95%;
+ *     q8_0: worst step <= 5%, argmax agreement >= 95% (decode steps quantize the query per block too, as q8_0 caches do);
  *     q4_0: worst step <= 50%, argmax agreement >= 70% (4-bit rows with blocks of 8 or 16 values are coarse);
  *   the errors are nonzero (warm rows are really read) and q4_0's mean error is larger than q8_0's.
  * - f16 and q8_0 caches with warm tiers (rows converted between the cache's type and the warm type) stay within the
@@ -53,7 +53,7 @@ async function run(ref: Session, s: Session, vocab: number, steps: number, from 
 const stories = () => loadModel(join(MODELS, 'stories260K.gguf'), { contextLength: 512, batchSize: 16 });
 const synthetic = () => loadModel(makeTinyLlama({ dim: 64, heads: 4, kvHeads: 2, layers: 4, ffn: 96, vocab: 260, contextLength: 512 }), { contextLength: 512, batchSize: 16 });
 
-const TOL = { q8_0: { worst: 0.03, agreement: 0.95 }, q4_0: { worst: 0.5, agreement: 0.7 } } as const;
+const TOL = { q8_0: { worst: 0.05, agreement: 0.95 }, q4_0: { worst: 0.5, agreement: 0.7 } } as const;
 
 describe('tiered KV cache: cold stores', () => {
   it.each(['f32', 'q8_0'] as const)('stories260K, %s rows in a temporary file: logits equal the untiered cache\'s; the file is removed on dispose', async (type) => {
@@ -110,7 +110,10 @@ describe('tiered KV cache: warm tier', () => {
         expect(t.warmRows).toBeGreaterThan(0);
         expect(t.hotRows + t.warmRows + t.coldRows).toBe(st.length * hp.nLayers);
         expect(t.hotRows).toBeLessThanOrEqual(t.hotRowsPerLayer * hp.nLayers);
-        expect(t.expandedBytes).toBeGreaterThan(0);
+        expect(t.expandedBytes).toBeGreaterThan(0); // prefill chunks expand warm rows
+        // Decode steps of an f32 cache read q8_0 warm rows in registers (attendSplit); q4_0 rows are expanded.
+        if (warm === 'q8_0') expect(t.splitReads).toBeGreaterThan(0);
+        else expect(t.splitReads).toBe(0);
         expect(t.warmDemotions + t.demotions).toBeGreaterThan(0);
         expect(r.worst, `${warm} worst relative error`).toBeLessThanOrEqual(TOL[warm].worst);
         expect(r.agreement, `${warm} argmax agreement`).toBeGreaterThanOrEqual(TOL[warm].agreement);
@@ -147,6 +150,25 @@ describe('tiered KV cache: warm tier', () => {
     } finally {
       m.dispose();
     }
+  });
+
+  it('warm q8_0 rows read in registers: the logits do not depend on the thread count', async () => {
+    const logits: Float32Array[][] = [];
+    for (const threads of [1, 2]) {
+      const m = await loadModel(join(MODELS, 'stories260K.gguf'), { contextLength: 512, batchSize: 16, threads });
+      try {
+        const hp = m.info.hparams!;
+        expect(m.info.threads).toBe(threads);
+        const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: 300_000, warm: 'q8_0' } });
+        const out: Float32Array[] = [await s.eval(ids(300, hp.nVocab))];
+        for (let i = 0; i < 20; i++) out.push(await s.eval([(i * 31 + 5) % hp.nVocab]));
+        expect(s.kvStats().tiers!.splitReads).toBeGreaterThan(0);
+        logits.push(out);
+      } finally {
+        m.dispose();
+      }
+    }
+    expect(logits[1]).toEqual(logits[0]);
   });
 
   it('a broken dequantization (warm scales doubled) falls outside the q8_0 tolerance', async () => {

@@ -34,5 +34,6 @@ export {
   kv_store_rows,
 } from './attention';
 export { kv_convert_rows, kv_convert_rows_scalar } from './kv_convert';
+export { attn_merge_split, attn_merge_split_scalar } from './attention_split';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';
 export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';

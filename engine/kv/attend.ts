@@ -140,3 +140,35 @@ export function runHere(kern: Kernels): (calls: PoolCall[]) => void {
     for (const c of calls) k[c.fn]!(...c.args);
   };
 }
+
+/** Whether the workspace's partials hold one query row over two row sets of nA and nB rows (attendSplit). */
+export function splitFits(ws: AttentionWorkspace, nHeads: number, headDim: number, nA: number, nB: number): boolean {
+  return partRowBytes(nHeads, headDim, nA) + partRowBytes(nHeads, headDim, nB) <= ws.partBytes;
+}
+
+/**
+ * One query row (a decode step at position nA - 1) over two disjoint row sets: `a` (nA rows, the last one the row's
+ * own) and `b` (nB rows, all before it), each through its own compact tables and element type, so that the kernel reads
+ * each set at its type in registers. Partials per set, then attn_merge_split folds A's blocks and B's in order: the
+ * result does not depend on the thread count. Needs splitFits; a's type must be f32 (b's prepared queries take the
+ * workspace's query buffer).
+ */
+export function attendSplit(kern: Kernels, ws: AttentionWorkspace, a: KVRowsView, nA: number, b: KVRowsView, nB: number,
+  x: Pick<AttendArgs, 'q' | 'out' | 'nHeads' | 'nKVHeads' | 'headDim' | 'qStride' | 'scale'>,
+  run: (calls: PoolCall[]) => void = (c) => kern.parallel(c)): void {
+  const { nHeads, nKVHeads, headDim } = x;
+  if (a.el.type !== 'f32' || nA < 1 || nB < 1 || !splitFits(ws, nHeads, headDim, nA, nB)) throw new RangeError('attendSplit: unsupported split');
+  const sbA = Math.ceil(nA / ATTN_SEQ_BLOCK);
+  const sbB = Math.ceil(nB / ATTN_SEQ_BLOCK);
+  const partB = ws.part + partRowBytes(nHeads, headDim, nA);
+  run([{ fn: 'attn_queries', args: [b.el.id, b.el.qBlock, x.q, ws.queries, nHeads, headDim, x.qStride, 0, 1], lo: 7, hi: 8, granule: 1, work: 8 * nHeads * headDim }]);
+  const partials = (v: KVRowsView, n: number, part: number, sb: number): PoolCall => ({
+    fn: 'attn_partials',
+    args: [x.q, ws.queries, v.kTable, v.vTable, v.blockRows, v.el.id, v.el.qBlock, part, ws.scratch,
+      1, nHeads, nKVHeads, headDim, n - 1, v.el.rowBytes, x.qStride, x.scale, 0, nKVHeads * sb],
+    lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * nHeads * headDim * n,
+  });
+  run([partials(a, nA, ws.part, sbA)]);
+  run([partials(b, nB, partB, sbB)]);
+  kern.k.attn_merge_split(ws.part, sbA, partB, sbB, x.out, nHeads, headDim);
+}

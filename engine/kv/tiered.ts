@@ -5,13 +5,16 @@
  * Three tiers, placed per token and per layer:
  *   hot  - a fixed pool of row slots in the arena at the cache's element type, read by the attention kernel in place;
  *   warm - (optional) a fixed pool of slots in the arena holding rows compressed per block (q8_0 or q4_0,
- *          engine/kv/element.ts); before a layer's attention they are expanded (wasm/kv_convert.ts) into staging rows;
+ *          engine/kv/element.ts). A decode step of an f32 cache reads q8_0 warm rows in registers (attendSplit: the
+ *          kernel over the warm rows at q8_0 and over the others at f32, merged in a fixed order); otherwise (prefill
+ *          chunks, q4_0, f16/q8_0 caches) they are expanded (wasm/kv_convert.ts) into staging rows first;
  *   cold - every row at the cache's type outside the arena (engine/kv/cold-store.ts: host memory, a file, OPFS),
  *          written once when the token is cached; rows neither hot nor warm are read from it into staging rows.
  * Attention reads rows through per-token block tables (block_rows = 1: entry j is row j's address): a hot row's entry
  * is its slot, any other row's is its staging row, at a position-indexed offset in one buffer shared by all layers
  * (so only hot moves rewrite the table). The kernel cannot tell hot rows from staged ones: with no warm tier the
- * logits are bit-identical to the untiered layouts; warm rows carry their quantization error.
+ * logits are bit-identical to the untiered layouts; warm rows carry their quantization error (and, read in
+ * registers, that of the query quantized per block, as for q8_0 caches).
  *
  * Arena bytes are fixed at creation and never exceed the budget: tables, the hot and warm pools, the staging rows
  * (one layer at the full context), the warm expansion list and scratch, and f32 rows for the projections' output
@@ -35,10 +38,10 @@ import type { KVCache, KVShape, KVStats } from './cache.js';
 import { KVLength, StagingRows, now } from './length.js';
 import { contextOverflow } from './options.js';
 import type { ResolvedKVOptions } from './options.js';
-import { attend } from './attend.js';
+import { attend, attendSplit, splitFits } from './attend.js';
 import type { AttentionWorkspace } from './attend.js';
 import { kvElement, warmElement } from './element.js';
-import type { KVElement, KVType, WarmType } from './element.js';
+import type { KVElement, KVStorageType, KVType, WarmType } from './element.js';
 import { createColdStore } from './cold-store.js';
 import type { ColdStore } from './cold-store.js';
 
@@ -72,6 +75,8 @@ export interface TierStats {
   stagedBytes: number;
   /** Warm bytes expanded into staging rows for attention. */
   expandedBytes: number;
+  /** Layer attention calls that read warm rows in registers (split reads) instead of expanding them. */
+  splitReads: number;
   /** Milliseconds spent staging cold rows and expanding warm rows for attention. */
   stageMs: number;
   expandMs: number;
@@ -82,11 +87,20 @@ export interface TierStats {
 
 interface Pools { hot: number; warm: number }
 
+/**
+ * Whether decode steps read warm rows in registers (attendSplit: the attention kernel over the warm rows at q8_0 and
+ * over the others at f32, merged in a fixed order) rather than expanding them: q8_0 warm rows of an f32 cache. The
+ * bench (npm run bench:tiers, warm read path) measured expansion + f32 attention at 1.6-1.9x the in-register time.
+ */
+function splitReads(el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined): boolean {
+  return el.type === 'f32' && wel?.type === 'q8_0';
+}
+
 /** Arena bytes of a tiered cache with the given pools (rows per layer). */
 function arenaBytes(shape: KVShape, el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined, p: Pools): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
-  const warm = wel ? 2 * L * p.warm * wel.rowBytes + 2 * C * 8 + rowFloats * 4 : 0;
+  const warm = wel ? 2 * L * p.warm * wel.rowBytes + 2 * C * 8 + rowFloats * 4 + (splitReads(el, wel) ? 4 * C * 4 : 0) : 0;
   return 2 * L * C * 4 + 2 * L * p.hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + warm;
 }
 
@@ -109,6 +123,8 @@ export class TieredKVCache extends KVLength implements KVCache {
   /** Warm expansion: {source, destination} u32 pairs (2 per row, K and V) and one f32 row of scratch. */
   private pairs = 0;
   private tmp = 0;
+  /** Split reads: compact K and V tables of the non-warm rows (A) and of the warm rows (B) of a decode step. */
+  private splitTables = 0;
   private readonly newRows: StagingRows;
   private readonly cold: ColdStore;
   /** Per layer: hot and warm slot of each position (-1: none), and the free slots. */
@@ -125,6 +141,7 @@ export class TieredKVCache extends KVLength implements KVCache {
   private staged = 0;
   private expanded = 0;
   private stageMs = 0;
+  private splitSteps = 0;
   private expandMs = 0;
   private disposed = false;
 
@@ -155,6 +172,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.newRows = new StagingRows(kern, this.rowFloats);
     const sizes = [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb];
     if (this.warmElement) sizes.push(2 * L * warm * this.wrb, 2 * C * 8, this.rowFloats * 4);
+    if (splitReads(this.element, this.warmElement)) sizes.push(4 * C * 4);
     const ptrs: number[] = [];
     try {
       for (const b of sizes) ptrs.push(kern.alloc(b, 64));
@@ -167,6 +185,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
     if (this.warmElement) [this.warm, this.pairs, this.tmp] = ptrs.slice(3) as [number, number, number];
+    if (splitReads(this.element, this.warmElement)) this.splitTables = ptrs[6]!;
     try {
       this.cold = createColdStore(opts.cold, opts.coldPath, 2 * L, this.rb, C);
     } catch (e) {
@@ -369,12 +388,49 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
     const t1 = now();
     this.stageMs += t1 - t0;
+    if (warm && nQ === 1 && this.splitTables && this.attendSplit(l, q, out, ws, pos0, nHeads, qStride, scale)) return;
     if (warm) {
       this.stageWarm(l, pos0);
       this.expandMs += now() - t1;
     }
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
     attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
+  }
+
+  /**
+   * A decode step reading warm rows in registers: compact tables of the other rows (hot, staged cold, the new row) and
+   * of the warm rows, then attendSplit. False (nothing done) when there are no warm rows or the partials do not fit.
+   */
+  private attendSplit(l: number, q: number, out: number, ws: AttentionWorkspace, pos0: number, nHeads: number, qStride: number, scale: number): boolean {
+    const { nKVHeads, headDim, contextLength: C } = this.shape;
+    const slot = this.slotOf[l]!;
+    const warm = this.warmOf[l]!;
+    let nB = 0;
+    for (let j = 0; j < pos0; j++) if (slot[j]! < 0 && warm[j]! >= 0) nB++;
+    const nA = pos0 + 1 - nB;
+    if (nB === 0 || !splitFits(ws, nHeads, headDim, nA, nB)) return false;
+    const t = new Uint32Array(this.kern.memory.buffer);
+    const [ka, va, kb, vb] = [0, 1, 2, 3].map((i) => (this.splitTables >>> 2) + i * C) as [number, number, number, number];
+    let a = 0;
+    let b = 0;
+    for (let j = 0; j <= pos0; j++) {
+      const s = slot[j]!;
+      const w = warm[j]!;
+      if (s < 0 && w >= 0 && j < pos0) {
+        t[kb + b] = this.kWarm(l, w);
+        t[vb + b] = this.vWarm(l, w);
+        b++;
+      } else {
+        t[ka + a] = t[(this.kTable(l) >>> 2) + j]!;
+        t[va + a] = t[(this.vTable(l) >>> 2) + j]!;
+        a++;
+      }
+    }
+    const view = (k: number, v: number, el: KVElement<KVStorageType>) => ({ kTable: 4 * k, vTable: 4 * v, blockRows: 1, el: el as KVElement });
+    attendSplit(this.kern, ws, view(ka, va, this.element), nA, view(kb, vb, this.warmElement!), nB,
+      { q, out, nHeads, nKVHeads, headDim, qStride, scale });
+    this.splitSteps++;
+    return true;
   }
 
   override advance(n: number): void {
@@ -412,7 +468,7 @@ export class TieredKVCache extends KVLength implements KVCache {
       hotBytes: 2 * L * this.hotRows * this.rb, warmBytes: 2 * L * this.warmRows * this.wrb,
       promotions: sum(this.place, 'promotions'), demotions: sum(this.place, 'demotions'),
       warmPromotions: sum(this.placeWarm, 'promotions'), warmDemotions: sum(this.placeWarm, 'demotions'),
-      promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded, stageMs: this.stageMs, expandMs: this.expandMs,
+      promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded, stageMs: this.stageMs, expandMs: this.expandMs, splitReads: this.splitSteps,
       coldStore: this.cold.kind, hostBytes: this.cold.bytes,
     };
   }
@@ -433,10 +489,10 @@ export class TieredKVCache extends KVLength implements KVCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const p of [this.tables, this.hot, this.stageRows, this.warm, this.pairs, this.tmp]) if (p) this.kern.free(p);
+    for (const p of [this.tables, this.hot, this.stageRows, this.warm, this.pairs, this.tmp, this.splitTables]) if (p) this.kern.free(p);
     this.newRows.dispose();
     this.cold.dispose();
-    this.tables = this.hot = this.stageRows = this.warm = this.pairs = this.tmp = 0;
+    this.tables = this.hot = this.stageRows = this.warm = this.pairs = this.tmp = this.splitTables = 0;
     this.len = 0;
   }
 }

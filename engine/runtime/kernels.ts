@@ -89,9 +89,13 @@ export type KernelExports = {
   attn_contiguous_rows(): number;
   kv_store_rows(kvType: number, qBlock: number, src: number, dst: number, nRows: number, rowFloats: number, rowBytes: number): void;
   kv_convert_rows: KVConvertFn;
+  attn_merge_split: AttnMergeSplitFn;
+  attn_merge_split_scalar: AttnMergeSplitFn;
   kv_convert_rows_scalar: KVConvertFn;
 };
 
+/** wasm/attention_split.ts: one query row's partials over two row sets, A's blocks then B's. */
+type AttnMergeSplitFn = (partA: number, nSbA: number, partB: number, nSbB: number, out: number, nHeads: number, headDim: number) => void;
 /** wasm/kv_convert.ts: n rows through {src, dst} u32 pointer pairs, src type -> f32 -> dst type. */
 type KVConvertFn = (srcType: number, srcBlock: number, dstType: number, dstBlock: number, pairs: number, n: number, rowFloats: number, tmp: number) => void;
 

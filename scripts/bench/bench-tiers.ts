@@ -11,8 +11,9 @@
  * attention trace), so the rows each tier holds are the same for every configuration.
  * The physical limit beside the figures: every decode step reads every row of every layer once (the attention), so
  * a cold row costs one host -> arena copy of its bytes and a warm row one expansion pass, on top of that read.
- * A second table measures the warm read path at the kernel level: attention over q8_0 rows read in registers against
- * expanding them to f32 (kv_convert_rows, what the cache does) and attending over those.
+ * Decode steps read q8_0 warm rows in registers (attendSplit; the JSON counts those layer calls), prefill chunks and
+ * q4_0 rows expand them. A second table measures the two warm read paths at the kernel level: attention over q8_0
+ * rows read in registers against expanding them to f32 (kv_convert_rows) and attending over those.
  * Table on stdout, progress on stderr, JSON and an SVG chart (decode tok/s vs context) in DIR (default bench-results/),
  * and with --docs also in docs/.
  */
@@ -56,8 +57,8 @@ interface Row {
   prefillTokPerS: number; decodeTokPerS: number;
   hotBytes: number; warmBytes: number; coldBytes: number; hotRowsPerLayer: number | null; warmRowsPerLayer: number | null;
   stagedPerToken: number; expandedPerToken: number; promotedBytes: number;
-  /** Share of the decode time spent staging cold rows / expanding warm rows. */
-  stageShare: number; expandShare: number;
+  /** Share of the decode time spent staging cold rows / expanding warm rows; layer calls reading warm rows in registers. */
+  stageShare: number; expandShare: number; splitReads: number;
   worstRelError: number; argmaxAgreement: number;
 }
 const rows: Row[] = [];
@@ -111,6 +112,7 @@ for (const ctx of contexts) {
         promotedBytes: t?.promotedBytes ?? 0,
         stageShare: t && before ? (t.stageMs - before.stageMs) / (t2 - t1) : 0,
         expandShare: t && before ? (t.expandMs - before.expandMs) / (t2 - t1) : 0,
+        splitReads: t && before ? t.splitReads - before.splitReads : 0,
         worstRelError: worst, argmaxAgreement: agree / DECODE,
       });
       s.dispose();
@@ -120,9 +122,9 @@ for (const ctx of contexts) {
   model.dispose();
 }
 
-// The warm read path: attention over N warm q8_0 rows read in registers by the attention kernel (what an in-kernel
-// warm path would cost) against expanding them into f32 staging rows (kv_convert_rows) and attending over those (what
-// the cache does), and over f32 rows alone (hot rows). One query row, this model's heads, one thread, median of runs.
+// The warm read paths: attention over N warm q8_0 rows read in registers by the attention kernel (decode steps)
+// against expanding them into f32 staging rows (kv_convert_rows) and attending over those (prefill chunks, q4_0), and
+// over f32 rows alone (hot rows). One query row, this model's heads, one thread, median of runs.
 const warmPath: { rows: number; inRegisterUs: number; expandUs: number; expandAttendUs: number; f32AttendUs: number }[] = [];
 {
   const kern = await Kernels.create({ threads: 1 });
