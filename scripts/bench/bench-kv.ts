@@ -5,9 +5,10 @@
  * decode time is read at every length checkpoint, so one pass gives every length. Prints a table, writes JSON and
  * one SVG chart per shape (tokens/s against generation length, one line per policy) to bench-results/.
  *
- *   npm run bench:kv                          quick: stories15M shape, lengths 256 1024 2048
- *   npm run bench:kv -- --full                both shapes, lengths 256 1024 2048 4096
+ *   npm run bench:kv                          quick: stories15M shape with Q4_0 weights, lengths 256 1024 2048 4096
+ *   npm run bench:kv -- --full                also F32 weights and a TinyLlama-1.1B-shaped model (4 layers, Q8_0)
  *   npm run bench:kv -- --shapes stories15m-f32 --lengths 256,4096 --policies concat,bmc:64
+ *   (--docs also writes the charts to docs/bench-kv-<shape>.svg; --chunk N sets the interleaving)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,8 +28,8 @@ const flag = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const full = argv.includes('--full');
-const shapes = (flag('shapes') ?? (full ? 'stories15m-f32,tinyllama-4l-q8_0' : 'stories15m-f32')).split(',');
-const lengths = (flag('lengths') ?? (full ? '256,1024,2048,4096' : '256,1024,2048')).split(',').map(Number).sort((a, b) => a - b);
+const shapes = (flag('shapes') ?? (full ? 'stories15m-q4_0,stories15m-f32,tinyllama-4l-q8_0' : 'stories15m-q4_0')).split(',');
+const lengths = (flag('lengths') ?? '256,1024,2048,4096').split(',').map(Number).sort((a, b) => a - b);
 const policyNames = (flag('policies') ?? 'concat,static,bmc:16,bmc:64,bmc:256,paged:16,auto').split(',');
 const promptLen = Number(flag('prompt') ?? 32);
 const outDir = flag('out') ?? 'bench-results';
@@ -174,6 +175,8 @@ mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'kv.json'), `${JSON.stringify({ date: new Date().toISOString(), promptLen, lengths, calibrations, rows, summary }, null, 2)}\n`);
 for (const shape of shapes) {
   const series = policyNames.map((p) => ({ name: p, points: rows.filter((r) => r.shape === shape && r.policy === p).map((r) => [r.length, r.tokensPerSecond] as [number, number]) }));
-  writeFileSync(join(outDir, `kv-${shape}.svg`), lineChart({ title: `decode tokens/s by KV policy (${shape})`, xLabel: 'generated tokens', yLabel: 'tokens/s', series, logX: true }));
+  const svg = lineChart({ title: `decode tokens/s by KV policy (${shape})`, xLabel: 'generated tokens', yLabel: 'tokens/s', series, logX: true });
+  writeFileSync(join(outDir, `kv-${shape}.svg`), svg);
+  if (argv.includes('--docs')) writeFileSync(join('docs', `bench-kv-${shape}.svg`), svg);
 }
 err(`wrote ${join(outDir, 'kv.json')} and ${shapes.map((s) => join(outDir, `kv-${s}.svg`)).join(', ')}\n`);
