@@ -39,6 +39,8 @@ import type { ResolvedTierPlacement } from './options.js';
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
 const SINKS = 4;
+/** Hot rows worth copying along to join two runs of cold rows when staging (about one copy call's overhead). */
+const STAGE_GAP_BYTES = 8192;
 const WINDOW = 32;
 
 export interface TierStats {
@@ -275,10 +277,14 @@ export class TieredKVCache extends KVLength implements KVCache {
     const slot = this.slotOf[l]!;
     const mem = new Uint8Array(this.kern.memory.buffer);
     const rb = this.rb;
+    // Runs of cold rows, joined across gaps of at most `gap` hot rows: placement by attention mass scatters the cold
+    // rows, and one copy per row costs more in call overhead than copying a few hot rows' host copies along (the
+    // tables point hot positions at their slots, so what staging holds for them is never read).
+    const gap = Math.max(1, Math.floor(STAGE_GAP_BYTES / rb));
     for (let j = 0; j < Math.min(end, pos0); ) {
       if (slot[j]! >= 0) { j++; continue; }
       let e = j + 1;
-      while (e < pos0 && slot[e]! < 0) e++;
+      for (let h = e; h < pos0 && h - e <= gap; h++) if (slot[h]! < 0) e = h + 1;
       mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
       mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
       this.staged += 2 * (e - j) * rb;

@@ -112,12 +112,15 @@ export class EmaPlacement {
     return i < this.sinks || i >= this.n - this.window;
   }
 
-  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay). */
-  private victims(end: number): number[] {
+  /**
+   * Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay); only the
+   * coldest `count` (and their ties) are sure to be there.
+   */
+  private victims(end: number, count = Infinity): number[] {
     const v: number[] = [];
     for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
     const e = this.ema;
-    return v.sort((a, b) => e[a]! - e[b]! || b - a);
+    return keepExtreme(v, e, count, false).sort((a, b) => e[a]! - e[b]! || b - a);
   }
 
   /** `count` new rows are about to be written; see the class comment. */
@@ -142,7 +145,7 @@ export class EmaPlacement {
     const need = this.nHot + mustHot - this.capacity;
     if (need > 0) {
       // Enough unpinned hot rows always exist: every pinned row fits the capacity (checked in the constructor).
-      for (const i of this.victims(old).slice(0, need)) {
+      for (const i of this.victims(old, need).slice(0, need)) {
         this.hot[i] = 0;
         d.demote.push(i);
       }
@@ -180,6 +183,7 @@ export class EmaPlacement {
     const e = this.ema;
     const a = this.alpha;
     for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
+    if (this.migrationRatio === 0 || this.maxMigrationsPerStep === 0) return d;
 
     let minHot = Infinity;
     for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i) && e[i]! < minHot) minHot = e[i]!;
@@ -188,13 +192,16 @@ export class EmaPlacement {
     const cands: number[] = [];
     for (let i = 0; i < n; i++) if (this.hot[i] === 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
     if (cands.length === 0) return d;
-    cands.sort((x, y) => e[y]! - e[x]! || x - y);
-    const victims = free >= cands.length ? [] : this.victims(n);
+    // Only as many candidates as there are free rows and unpinned hot rows to swap with can move.
+    let swappable = 0;
+    for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i)) swappable++;
+    const top = keepExtreme(cands, e, free + swappable, true).sort((x, y) => e[y]! - e[x]! || x - y);
+    const victims = free >= top.length ? [] : this.victims(n, top.length - free);
     // Beneficial moves: fill free rows first, then swap while the candidate clearly beats the coldest hot row left.
     let k = 0;
-    for (let f = free, v = 0; k < cands.length; k++) {
+    for (let f = free, v = 0; k < top.length; k++) {
       if (f > 0) f--;
-      else if (v < victims.length && e[cands[k]!]! > (1 + this.hysteresis) * e[victims[v]!]!) v++;
+      else if (v < victims.length && e[top[k]!]! > (1 + this.hysteresis) * e[victims[v]!]!) v++;
       else break;
     }
     const R = this.migrationRatio;
@@ -206,7 +213,7 @@ export class EmaPlacement {
         this.hot[out] = 0;
         d.demote.push(out);
       }
-      const c = cands[j]!;
+      const c = top[j]!;
       this.hot[c] = 1;
       d.promote.push(c);
     }
@@ -246,4 +253,20 @@ export class EmaPlacement {
     this.stats.demotions += d.demote.length;
     return d;
   }
+}
+
+/**
+ * The rows of `idx` with the `count` largest (`largest`) or smallest keys, ties at the cut included, in no particular
+ * order: a native numeric sort of the keys finds the cut, so a long list is not sorted with a comparator.
+ */
+function keepExtreme(idx: number[], key: Float64Array, count: number, largest: boolean): number[] {
+  if (idx.length <= count) return idx;
+  if (count <= 0) return [];
+  const k = new Float64Array(idx.length);
+  for (let j = 0; j < idx.length; j++) k[j] = key[idx[j]!]!;
+  k.sort();
+  const cut = largest ? k[k.length - count]! : k[count - 1]!;
+  const out: number[] = [];
+  for (const i of idx) if (largest ? key[i]! >= cut : key[i]! <= cut) out.push(i);
+  return out;
 }
