@@ -33,6 +33,15 @@ export interface EmaPlacementOptions {
   maxMigrationsPerStep?: number;
   /** A cold token replaces a hot one only when its EMA is above (1 + hysteresis) times the hot one's, default 0.25. */
   hysteresis?: number;
+  /**
+   * What the EMA averages, default 'mass': each token's share of the step's attention mass. 'reads': 1 for a token
+   * whose share is above `readShare` (read by a sparse reader), else 0; the EMA then estimates how likely a token is
+   * to be read, which is what a cold row costs (a read row costs its bytes whatever its mass). With alpha >= 0.5
+   * the order is that of the most recent read, then the one before (least-recently-read eviction).
+   */
+  signal?: 'mass' | 'reads';
+  /** With signal 'reads': the share of the step's mass above which a token counts as read, in [0, 1), default 0. */
+  readShare?: number;
 }
 
 /** Row moves, to apply in this order: `demote` (hot -> cold), then `promote` (cold -> hot). */
@@ -63,6 +72,8 @@ export class EmaPlacement {
   readonly migrationRatio: number;
   readonly maxMigrationsPerStep: number;
   readonly hysteresis: number;
+  readonly signal: 'mass' | 'reads';
+  readonly readShare: number;
   readonly stats: PlacementStats = { steps: 0, promotions: 0, demotions: 0, forcedDemotions: 0 };
   private ema = new Float64Array(64);
   private hot = new Uint8Array(64);
@@ -86,6 +97,10 @@ export class EmaPlacement {
     if (!(this.migrationRatio >= 0 && this.migrationRatio <= 1)) throw new OptionError('migrationRatio', `${this.migrationRatio} is not in [0, 1]`);
     this.maxMigrationsPerStep = opts.maxMigrationsPerStep ?? Infinity;
     if (!(this.maxMigrationsPerStep >= 0)) throw new OptionError('maxMigrationsPerStep', `${this.maxMigrationsPerStep} is not >= 0`);
+    this.signal = opts.signal ?? 'mass';
+    if (this.signal !== 'mass' && this.signal !== 'reads') throw new OptionError('signal', `"${String(this.signal)}" is not 'mass' or 'reads'`);
+    this.readShare = opts.readShare ?? 0;
+    if (!(this.readShare >= 0 && this.readShare < 1)) throw new OptionError('readShare', `${this.readShare} is not in [0, 1)`);
     this.hysteresis = opts.hysteresis ?? 0.25;
     if (!(this.hysteresis >= 0 && Number.isFinite(this.hysteresis))) throw new OptionError('hysteresis', `${this.hysteresis} is not a finite number >= 0`);
   }
@@ -182,7 +197,12 @@ export class EmaPlacement {
     if (sum === 0) return d;
     const e = this.ema;
     const a = this.alpha;
-    for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
+    if (this.signal === 'reads') {
+      const cut = this.readShare * sum;
+      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (mass[i]! > cut ? a : 0);
+    } else {
+      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
+    }
     if (this.migrationRatio === 0 || this.maxMigrationsPerStep === 0) return d;
 
     let minHot = Infinity;
@@ -190,7 +210,9 @@ export class EmaPlacement {
     let free = this.capacity - this.nHot;
     const bar = (1 + this.hysteresis) * minHot;
     const cands: number[] = [];
-    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
+    // Only rows read at this step (mass > 0) move up: the reader has just staged them, so promoting one costs no
+    // extra read from the slow tier (promoting a row nobody reads now would).
+    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && mass[i]! > 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
     if (cands.length === 0) return d;
     // Only as many candidates as there are free rows and unpinned hot rows to swap with can move.
     let swappable = 0;
