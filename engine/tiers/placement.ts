@@ -127,16 +127,20 @@ export class EmaPlacement {
     return i < this.sinks || i >= this.n - this.window;
   }
 
-  /**
-   * Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay); only the
-   * coldest `count` (and their ties) are sure to be there.
-   */
+  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay), up to `count`. */
   private victims(end: number, count = Infinity): number[] {
     const v: number[] = [];
     for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
-    const e = this.ema;
-    return keepExtreme(v, e, count, false).sort((a, b) => e[a]! - e[b]! || b - a);
+    const heap = new RowHeap(v, this.colder);
+    const out: number[] = [];
+    while (out.length < count && heap.size > 0) out.push(heap.pop());
+    return out;
   }
+
+  /** Victim order: lower EMA first, then the newer row. */
+  private readonly colder = (x: number, y: number): boolean => this.ema[x]! < this.ema[y]! || (this.ema[x] === this.ema[y] && x > y);
+  /** Candidate order: higher EMA first, then the older row. */
+  private readonly hotter = (x: number, y: number): boolean => this.ema[x]! > this.ema[y]! || (this.ema[x] === this.ema[y] && x < y);
 
   /** `count` new rows are about to be written; see the class comment. */
   append(count: number): PlacementDecision {
@@ -205,35 +209,48 @@ export class EmaPlacement {
     }
     if (this.migrationRatio === 0 || this.maxMigrationsPerStep === 0) return d;
 
+    // One pass for the unpinned hot rows (the possible victims) and the coldest of them.
+    const hotRows: number[] = [];
     let minHot = Infinity;
-    for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i) && e[i]! < minHot) minHot = e[i]!;
+    for (let i = 0; i < n; i++) {
+      if (this.hot[i] !== 1 || this.pinned(i)) continue;
+      hotRows.push(i);
+      if (e[i]! < minHot) minHot = e[i]!;
+    }
     let free = this.capacity - this.nHot;
-    const bar = (1 + this.hysteresis) * minHot;
+    const h1 = 1 + this.hysteresis;
+    const bar = h1 * minHot;
     const cands: number[] = [];
     // Only rows read at this step (mass > 0) move up: the reader has just staged them, so promoting one costs no
     // extra read from the slow tier (promoting a row nobody reads now would).
     for (let i = 0; i < n; i++) if (this.hot[i] === 0 && mass[i]! > 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
     if (cands.length === 0) return d;
-    // Only as many candidates as there are free rows and unpinned hot rows to swap with can move.
-    let swappable = 0;
-    for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i)) swappable++;
-    const top = keepExtreme(cands, e, free + swappable, true).sort((x, y) => e[y]! - e[x]! || x - y);
-    const victims = free >= top.length ? [] : this.victims(n, top.length - free);
-    // Beneficial moves: fill free rows first, then swap while the candidate clearly beats the coldest hot row left.
-    let k = 0;
-    for (let f = free, v = 0; k < top.length; k++) {
-      if (f > 0) f--;
-      else if (v < victims.length && e[top[k]!]! > (1 + this.hysteresis) * e[victims[v]!]!) v++;
-      else break;
+    // Beneficial moves, taken in order from two heaps (built in linear time; only the moves made are sorted): fill
+    // free rows first, then swap while the best candidate left clearly beats the coldest hot row left.
+    const candHeap = new RowHeap(cands, this.hotter);
+    let victimHeap: RowHeap | undefined;
+    const top: number[] = [];
+    const out: number[] = [];
+    for (let f = free; candHeap.size > 0; ) {
+      if (f > 0) {
+        f--;
+        top.push(candHeap.pop());
+        continue;
+      }
+      victimHeap ??= new RowHeap(hotRows, this.colder);
+      if (victimHeap.size === 0 || !(e[candHeap.peek()]! > h1 * e[victimHeap.peek()]!)) break;
+      top.push(candHeap.pop());
+      out.push(victimHeap.pop());
     }
+    const k = top.length;
     const R = this.migrationRatio;
     const moves = Math.min(this.maxMigrationsPerStep, R >= 1 ? k : Math.ceil(R * k));
     for (let j = 0, v = 0; j < moves; j++) {
       if (free > 0) free--;
       else {
-        const out = victims[v++]!;
-        this.hot[out] = 0;
-        d.demote.push(out);
+        const o = out[v++]!;
+        this.hot[o] = 0;
+        d.demote.push(o);
       }
       const c = top[j]!;
       this.hot[c] = 1;
@@ -277,18 +294,43 @@ export class EmaPlacement {
   }
 }
 
-/**
- * The rows of `idx` with the `count` largest (`largest`) or smallest keys, ties at the cut included, in no particular
- * order: a native numeric sort of the keys finds the cut, so a long list is not sorted with a comparator.
- */
-function keepExtreme(idx: number[], key: Float64Array, count: number, largest: boolean): number[] {
-  if (idx.length <= count) return idx;
-  if (count <= 0) return [];
-  const k = new Float64Array(idx.length);
-  for (let j = 0; j < idx.length; j++) k[j] = key[idx[j]!]!;
-  k.sort();
-  const cut = largest ? k[k.length - count]! : k[count - 1]!;
-  const out: number[] = [];
-  for (const i of idx) if (largest ? key[i]! >= cut : key[i]! <= cut) out.push(i);
-  return out;
+/** A binary heap of row indices; `first(a, b)`: a comes out before b. Built in place from `rows` in linear time. */
+class RowHeap {
+  constructor(private readonly h: number[], private readonly first: (a: number, b: number) => boolean) {
+    for (let i = (h.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  get size(): number {
+    return this.h.length;
+  }
+
+  peek(): number {
+    return this.h[0]!;
+  }
+
+  pop(): number {
+    const h = this.h;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  private down(i: number): void {
+    const h = this.h;
+    const n = h.length;
+    const x = h[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && this.first(h[c + 1]!, h[c]!)) c++;
+      if (!this.first(h[c]!, x)) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = x;
+  }
 }
