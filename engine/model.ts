@@ -152,7 +152,7 @@ export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: 
 }
 
 function kvShape(hp: LlamaHParams, contextLength: number): KVShape {
-  return { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, contextLength };
+  return { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, contextLength, nHeads: hp.nHeads };
 }
 
 export class Model {

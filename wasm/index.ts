@@ -30,7 +30,7 @@ export {
 } from './ops';
 export {
   attn_partials, attn_partials_scalar, attn_merge, attn_merge_scalar, attn_queries, attn_scratch_bytes, attn_query_bytes,
-  attn_seq_block, attn_contiguous_rows,
+  attn_seq_block, attn_contiguous_rows, attn_mass, attn_mass_scalar,
   kv_store_rows,
 } from './attention';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';

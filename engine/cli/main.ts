@@ -5,7 +5,8 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
+import { parseKVFlag, parseKVTypeFlag, validateKVOptions } from '../kv/options.js';
+import type { TierPlacement } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
@@ -40,11 +41,15 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
+  { name: 'kv-placement', type: 'string', help: 'tiered: attention (move tokens by the attention mass, default) | first-come' },
+  { name: 'kv-migration-ratio', type: 'number', help: 'tiered: fraction R of the beneficial swaps made per step, in [0, 1] (default 1)' },
+  { name: 'kv-max-migrations', type: 'int', help: 'tiered: most promotions per layer and step (default: no cap)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
   { name: 'lookup', type: 'bool', help: 'speculative decoding with prompt lookup (n-gram matches in the context, no model)' },
   { name: 'draft-k', type: 'int', help: 'drafts per verify pass, fixed (default: adaptive, starting at 4)' },
+  { name: 'json', type: 'bool', help: 'print one JSON object at the end (text and stats, tier migrations included) instead of streaming text' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
 
@@ -84,8 +89,25 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
   if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const tierFlags = {
+    ...(flags['kv-placement'] === undefined ? {} : { placement: flags['kv-placement'] as TierPlacement }),
+    ...(flags['kv-migration-ratio'] === undefined ? {} : { migrationRatio: flags['kv-migration-ratio'] as number }),
+    ...(flags['kv-max-migrations'] === undefined ? {} : { maxMigrationsPerStep: flags['kv-max-migrations'] as number }),
+  };
+  const tierFlag = { placement: '--kv-placement', migrationRatio: '--kv-migration-ratio', maxMigrationsPerStep: '--kv-max-migrations' } as const;
+  const givenTierFlag = (Object.keys(tierFlags) as (keyof typeof tierFlag)[])[0];
+  if (givenTierFlag !== undefined && budget === undefined) throw new OptionError(tierFlag[givenTierFlag], 'applies to the tiered cache (give --kv-budget)');
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
-    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget }) };
+    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget, ...tierFlags }) };
+  try {
+    validateKVOptions(kv);
+  } catch (e) {
+    // Name the flag, not the library field.
+    const field = e instanceof OptionError ? e.option.replace(/^kv\./, '') : '';
+    if (e instanceof OptionError && field in tierFlag) throw new OptionError(tierFlag[field as keyof typeof tierFlag], e.message.replace(/^option \S+: /, ''));
+    throw e;
+  }
+  const json = flags.json === true;
   const draft = draftFlags(flags);
   const traceFile = flags.trace as string | undefined;
   if (traceFile !== undefined && draft) throw new OptionError('--trace', 'cannot be combined with speculative decoding (rejected drafts roll the sequence back)');
@@ -125,10 +147,15 @@ async function cmdRun(argv: string[]): Promise<void> {
       draft,
       signal: ac.signal,
     });
-    process.stdout.write(prompt);
-    for await (const piece of gen) process.stdout.write(piece.text);
-    process.stdout.write('\n');
+    let text = '';
+    if (!json) process.stdout.write(prompt);
+    for await (const piece of gen) {
+      if (json) text += piece.text;
+      else process.stdout.write(piece.text);
+    }
     const s = gen.stats;
+    if (json) process.stdout.write(`${JSON.stringify({ prompt, text, stats: s }, (_, v: unknown) => (v === Infinity ? null : v))}\n`);
+    else process.stdout.write('\n');
     const rate = (n: number, ms: number) => (ms > 0 ? (1000 * n) / ms : 0).toFixed(1);
     err(`prompt: ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms (${rate(s.promptTokens, s.promptMs)} tok/s)\n`);
     err(`generation: ${s.generatedTokens} tokens in ${s.generateMs.toFixed(1)} ms (${rate(s.generatedTokens, s.generateMs)} tok/s), stopped by ${s.stopReason}\n`);
@@ -140,8 +167,9 @@ async function cmdRun(argv: string[]): Promise<void> {
     }
     const tiers = s.kv?.tiers;
     if (tiers) {
-      err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)}); ` +
-        `${tiers.promotions} promotions, ${tiers.demotions} demotions; staged ${formatBytes(tiers.stagedBytes)}\n`);
+      err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)})\n`);
+      err(`kv migrations: ${tiers.promotions} promotions (${formatBytes(tiers.promotedBytes)} host -> arena), ${tiers.demotions} demotions (0 B: rows are written through), ` +
+        `over ${tiers.placementSteps} placement steps (at most ${tiers.maxPromotionsPerStep} promotions in one); staged ${formatBytes(tiers.stagedBytes)}, written through ${formatBytes(tiers.hostWrittenBytes)}\n`);
     }
     if (recorder) {
       const bytes = recorder.finish();

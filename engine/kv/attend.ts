@@ -99,6 +99,17 @@ export interface KVRowsView {
 export interface AttendArgs {
   q: number; out: number; nQ: number; pos0: number; nHeads: number; nKVHeads: number; headDim: number;
   qStride: number; outStride: number; scale: number;
+  /**
+   * Optional: the attention mass of the last row (per position 0..pos0+nQ-1, its probability summed over the heads)
+   * into `mass.out` (f32 each), through `mass.exp` (nHeads * (pos0 + nQ) f32 of arena scratch). The output is the
+   * same bits with or without it.
+   */
+  mass?: { exp: number; out: number };
+}
+
+/** Arena bytes attend() needs for the mass of rows up to `positions` long: the per-head weights and the output. */
+export function attentionMassBytes(nHeads: number, positions: number): { exp: number; out: number } {
+  return { exp: 4 * nHeads * positions, out: 4 * positions };
 }
 
 /**
@@ -119,10 +130,11 @@ export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, 
     if (view.el.type !== 'f32') {
       run([{ fn: 'attn_queries', args: [view.el.id, view.el.qBlock, q, ws.queries, nHeads, headDim, a.qStride, 0, n], lo: 7, hi: 8, granule: 1, work: 8 * n * nHeads * headDim }]);
     }
+    const mass = r0 + n === a.nQ ? a.mass : undefined; // the last row is in the last call
     run([{
       fn: 'attn_partials',
       args: [q, ws.queries, view.kTable, view.vTable, view.blockRows, view.el.id, view.el.qBlock, ws.part, ws.scratch,
-        n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb],
+        n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb, mass?.exp ?? 0],
       lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * n * nHeads * headDim * (pos0 + n),
     }]);
     run([{
@@ -130,6 +142,12 @@ export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, 
       args: [ws.part, a.out + r0 * a.outStride * 4, n, nHeads, headDim, pos0, a.outStride, 0, n],
       lo: 7, hi: 8, granule: 1, work: 2 * n * nHeads * nSb * headDim,
     }]);
+    if (mass) {
+      run([{
+        fn: 'attn_mass', args: [ws.part, mass.exp, mass.out, n, nHeads, headDim, pos0, 0, pos0 + n],
+        lo: 7, hi: 8, granule: 4, work: 2 * nHeads * (pos0 + n),
+      }]);
+    }
   }
 }
 

@@ -104,6 +104,8 @@ export interface KVShape {
   nKVHeads: number;
   headDim: number;
   contextLength: number;
+  /** Query heads (the tiered cache sizes its attention-mass buffers by it). */
+  nHeads?: number;
 }
 
 /**
@@ -157,7 +159,7 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
  */
 export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number): KVCache {
   if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
-  if (o.policy === 'tiered') return new TieredKVCache(kern, shape, o.budgetBytes!, o.type);
+  if (o.policy === 'tiered') return new TieredKVCache(kern, shape, o.budgetBytes!, o.type, o);
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
   if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule || kSpec !== undefined)) rule = autoRuleFor(kern, shape, { budgetBytes: o.budgetBytes, type: o.type, kSpec });
   return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy, o.type);

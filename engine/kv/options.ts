@@ -26,6 +26,27 @@ export interface KVOptions {
   budgetBytes?: number;
   /** How K and V values are stored: 'f32' (default), 'f16' or 'q8_0' (engine/kv/element.ts). */
   type?: KVType;
+  /**
+   * `tiered` only: how tokens move between tiers. 'attention' (default): by an EMA of the attention mass the kernel
+   * computes at every step, within the migration budget below; 'first-come': the first rows that fit stay hot and
+   * nothing migrates (no mass is computed).
+   */
+  placement?: TierPlacement;
+  /** `tiered` only: the fraction R of the beneficial swaps made per step, in [0, 1] (default 1; arXiv 2508.13231). */
+  migrationRatio?: number;
+  /** `tiered` only: the most promotions per layer and step, an integer >= 0 (default: no cap). */
+  maxMigrationsPerStep?: number;
+}
+
+export type TierPlacement = 'attention' | 'first-come';
+export const TIER_PLACEMENTS: readonly TierPlacement[] = ['attention', 'first-come'];
+export const DEFAULT_TIER_PLACEMENT: ResolvedTierPlacement = { placement: 'attention', migrationRatio: 1, maxMigrationsPerStep: Infinity };
+
+/** The tiered cache's placement options, validated. */
+export interface ResolvedTierPlacement {
+  placement: TierPlacement;
+  migrationRatio: number;
+  maxMigrationsPerStep: number;
 }
 
 /** Options after validation, defaults filled in. */
@@ -35,6 +56,9 @@ export interface ResolvedKVOptions {
   blockSize: number;
   budgetBytes: number | undefined;
   type: KVType;
+  placement: TierPlacement;
+  migrationRatio: number;
+  maxMigrationsPerStep: number;
 }
 
 export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
@@ -59,7 +83,26 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (policy === 'tiered' && budgetBytes === undefined) throw new OptionError('kv.budgetBytes', 'the tiered policy needs a budget (--kv-budget BYTES)');
   const type = o?.type ?? DEFAULT_KV_TYPE;
   if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
-  return { policy, r, blockSize, budgetBytes, type };
+  return { policy, r, blockSize, budgetBytes, type, ...validatePlacement(o, policy) };
+}
+
+function validatePlacement(o: KVOptions | undefined, policy: KVPolicyName): ResolvedTierPlacement {
+  const placement = o?.placement ?? 'attention';
+  if (!TIER_PLACEMENTS.includes(placement)) throw new OptionError('kv.placement', `"${String(placement)}" is not one of ${TIER_PLACEMENTS.join(', ')}`);
+  const migrationRatio = o?.migrationRatio ?? 1;
+  if (typeof migrationRatio !== 'number' || !(migrationRatio >= 0 && migrationRatio <= 1)) {
+    throw new OptionError('kv.migrationRatio', `${String(migrationRatio)} is not a number in [0, 1]`);
+  }
+  const max = o?.maxMigrationsPerStep ?? Infinity;
+  if (typeof max !== 'number' || !(max === Infinity || (Number.isSafeInteger(max) && max >= 0))) {
+    throw new OptionError('kv.maxMigrationsPerStep', `${String(max)} is not an integer >= 0`);
+  }
+  const r: ResolvedTierPlacement = { placement, migrationRatio, maxMigrationsPerStep: max };
+  // Resolved options may come back as options (a draft model takes the target's): only a non-default value is wrong.
+  for (const k of ['placement', 'migrationRatio', 'maxMigrationsPerStep'] as const) {
+    if (policy !== 'tiered' && r[k] !== DEFAULT_TIER_PLACEMENT[k]) throw new OptionError(`kv.${k}`, `applies to the tiered policy, not ${policy}`);
+  }
+  return r;
 }
 
 /** Parses `--kv-type f32|f16|q8_0`; anything else is an OptionError naming the flag. */

@@ -16,8 +16,11 @@
  * The hot slots get what the budget leaves; too small a budget for the sinks and the window is an OptionError.
  *
  * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
- * attention mass that drives the EMA comes from `observe(l, mass)` (the session feeds it when it records an
- * attention trace); without it every unpinned token scores 0 and the hot tier keeps first-come rows.
+ * attention mass that drives the EMA comes from the attention kernel itself (attn_mass: the last row's softmax
+ * weights summed over the heads, from the block weights and maxima the kernel already has; the output bits do not
+ * change), so placement runs at every step with or without a trace. Each layer's mass is applied once the step's
+ * rows are committed (advance), within the migration budget (kv.migrationRatio, kv.maxMigrationsPerStep).
+ * `placement: 'first-come'` skips the mass: the first rows that fit stay hot and nothing migrates.
  */
 import { OptionError, OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
@@ -26,14 +29,18 @@ import type { PlacementDecision } from '../tiers/placement.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
 import { KVLength, StagingRows } from './length.js';
 import { contextOverflow } from './options.js';
-import { attend } from './attend.js';
+import { attend, attentionMassBytes } from './attend.js';
 import type { AttentionWorkspace } from './attend.js';
 import { kvElement } from './element.js';
 import type { KVElement, KVType } from './element.js';
+import { DEFAULT_TIER_PLACEMENT } from './options.js';
+import type { ResolvedTierPlacement } from './options.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
 const SINKS = 4;
+/** Hot rows worth copying along to join two runs of cold rows when staging (about one copy call's overhead). */
+const STAGE_GAP_BYTES = 8192;
 const WINDOW = 32;
 
 export interface TierStats {
@@ -43,20 +50,38 @@ export interface TierStats {
   /** Rows hot / cold now, over all layers. */
   hotRows: number;
   coldRows: number;
+  /** Placement steps (a layer's mass applied once per decode step or prefill chunk), over all layers. */
+  placementSteps: number;
+  /** Migrations over all layers: cold -> hot, and hot -> cold (including those new rows force). */
   promotions: number;
   demotions: number;
-  /** Bytes copied host -> arena: promotions and staging for attention. */
+  /** The most promotions one layer made in one step (bounded by kv.maxMigrationsPerStep). */
+  maxPromotionsPerStep: number;
+  /**
+   * Bytes moved host -> arena by promotions. A demotion moves no bytes: every row is written through to the host
+   * tier when committed (hostWrittenBytes), so a demoted row's slot is simply freed.
+   */
   promotedBytes: number;
+  /** Bytes copied host -> arena to stage cold rows for attention. */
   stagedBytes: number;
+  /** Bytes written arena -> host (each new row, K and V, once). */
+  hostWrittenBytes: number;
   /** Host bytes held by the cold tier. */
   hostBytes: number;
 }
 
+/** Arena bytes of the attention-mass buffers (none for first-come placement). */
+function massBytes(shape: KVShape, mass: boolean): number {
+  if (!mass) return 0;
+  const m = attentionMassBytes(shape.nHeads ?? 0, shape.contextLength);
+  return m.exp + m.out;
+}
+
 /** Arena bytes of a tiered cache with `hot` slots per layer. */
-function arenaBytes(shape: KVShape, el: KVElement, hot: number): number {
+function arenaBytes(shape: KVShape, el: KVElement, hot: number, mass: boolean): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
-  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4;
+  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + massBytes(shape, mass);
 }
 
 export class TieredKVCache extends KVLength implements KVCache {
@@ -79,41 +104,59 @@ export class TieredKVCache extends KVLength implements KVCache {
   private reserved = 0;
   private promoted = 0;
   private staged = 0;
+  private written = 0;
+  /** Attention-mass buffers in the arena (0: first-come placement), and each layer's mass of the step, to apply. */
+  private massExp = 0;
+  private massOut = 0;
+  private readonly nHeads: number;
+  private readonly massOf: Float32Array[] = [];
+  private readonly massLen: Int32Array;
   private disposed = false;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32') {
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32',
+    readonly placement: ResolvedTierPlacement = DEFAULT_TIER_PLACEMENT) {
     super();
+    const mass = placement.placement === 'attention';
+    if (mass && !(shape.nHeads !== undefined && shape.nHeads >= shape.nKVHeads)) throw new RangeError('tiered KV: the shape needs nHeads for attention-mass placement');
+    this.nHeads = shape.nHeads ?? 0;
+    this.massLen = new Int32Array(shape.nLayers);
     this.rowFloats = shape.nKVHeads * shape.headDim;
     this.element = kvElement(type, shape.nKVHeads, shape.headDim);
     this.rb = this.element.rowBytes;
     const L = shape.nLayers;
     const C = shape.contextLength;
-    const fixed = arenaBytes(shape, this.element, 0);
+    const fixed = arenaBytes(shape, this.element, 0, mass);
     const hot = Math.min(C, Math.floor((budgetBytes - fixed) / (2 * L * this.rb)));
     const pinned = Math.min(C, SINKS + WINDOW);
     if (!(hot >= pinned)) {
-      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned)} bytes in all)`);
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned, mass)} bytes in all)`);
     }
     this.hotRows = hot;
     this.newRows = new StagingRows(kern, this.rowFloats);
     const ptrs: number[] = [];
     try {
-      for (const b of [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb]) ptrs.push(kern.alloc(b, 64));
+      const m = attentionMassBytes(this.nHeads, C);
+      for (const b of [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb, ...(mass ? [m.exp, m.out] : [])]) ptrs.push(kern.alloc(b, 64));
       this.newRows.ensure(Math.min(C, STAGE_ROWS));
     } catch (e) {
       for (const p of ptrs) kern.free(p);
       this.newRows.dispose();
-      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot), e.limit);
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, mass), e.limit);
       throw e;
     }
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
+    if (mass) [this.massExp, this.massOut] = [ptrs[3]!, ptrs[4]!];
     new Uint8Array(kern.memory.buffer, this.hot, 2 * L * hot * this.rb).fill(0);
     new Uint8Array(kern.memory.buffer, this.stageRows, 2 * C * this.rb).fill(0);
     const window = Math.min(WINDOW, hot - Math.min(SINKS, hot));
     for (let l = 0; l < L; l++) {
       this.slotOf.push(new Int32Array(C).fill(-1));
       this.free.push(Array.from({ length: hot }, (_, i) => hot - 1 - i));
-      this.place.push(new EmaPlacement({ capacity: hot, sinks: Math.min(SINKS, hot - window), window }));
+      this.place.push(new EmaPlacement({
+        capacity: hot, sinks: Math.min(SINKS, hot - window), window,
+        migrationRatio: placement.migrationRatio, maxMigrationsPerStep: placement.maxMigrationsPerStep,
+      }));
+      if (mass) this.massOf.push(new Float32Array(C));
       this.hostK.push(new Uint8Array(0));
       this.hostV.push(new Uint8Array(0));
     }
@@ -210,13 +253,21 @@ export class TieredKVCache extends KVLength implements KVCache {
       this.hostK[l]!.set(mem.subarray(kDst, kDst + this.rb), j * this.rb);
       this.hostV[l]!.set(mem.subarray(vDst, vDst + this.rb), j * this.rb);
     }
+    this.written += 2 * n * this.rb;
     for (const j of d.promote) if (j < pos0) this.promote(l, j);
   }
 
-  /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placement. */
+  /**
+   * Feeds layer l's attention mass of the last step (length = rows in the cache) to its placement. The cache calls
+   * it itself with the kernel's mass; it is public for tests and for placement driven from outside.
+   */
   observe(l: number, mass: ArrayLike<number>): void {
-    this.apply(l, this.place[l]!.observe(mass));
+    const d = this.place[l]!.observe(mass);
+    this.maxPromoted = Math.max(this.maxPromoted, d.promote.length);
+    this.apply(l, d);
   }
+
+  private maxPromoted = 0;
 
   attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void {
     const { nKVHeads, headDim } = this.shape;
@@ -226,26 +277,45 @@ export class TieredKVCache extends KVLength implements KVCache {
     const slot = this.slotOf[l]!;
     const mem = new Uint8Array(this.kern.memory.buffer);
     const rb = this.rb;
+    // Runs of cold rows, joined across gaps of at most `gap` hot rows: placement by attention mass scatters the cold
+    // rows, and one copy per row costs more in call overhead than copying a few hot rows' host copies along (the
+    // tables point hot positions at their slots, so what staging holds for them is never read).
+    const gap = Math.max(1, Math.floor(STAGE_GAP_BYTES / rb));
     for (let j = 0; j < Math.min(end, pos0); ) {
       if (slot[j]! >= 0) { j++; continue; }
       let e = j + 1;
-      while (e < pos0 && slot[e]! < 0) e++;
+      for (let h = e; h < pos0 && h - e <= gap; h++) if (slot[h]! < 0) e = h + 1;
       mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
       mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
       this.staged += 2 * (e - j) * rb;
       j = e;
     }
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
-    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
+    let mass: { exp: number; out: number } | undefined;
+    if (this.massExp !== 0 && nQ > 0) {
+      if (nHeads !== this.nHeads) throw new RangeError(`tiered KV: attention with ${nHeads} heads, the cache was sized for ${this.nHeads}`);
+      mass = { exp: this.massExp, out: this.massOut };
+    }
+    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale, mass });
+    if (mass) {
+      this.massOf[l]!.set(new Float32Array(this.kern.memory.buffer, this.massOut, end));
+      this.massLen[l] = end;
+    }
   }
 
   override advance(n: number): void {
     super.advance(n);
     this.reserved = 0;
+    // The step's rows are committed: each layer's placement takes the mass of the step's last row.
+    for (let l = 0; l < this.massLen.length; l++) {
+      if (this.massLen[l] === this.len) this.observe(l, this.massOf[l]!.subarray(0, this.len));
+      this.massLen[l] = 0;
+    }
   }
 
   override truncate(len: number): void {
     super.truncate(len);
+    this.massLen.fill(0);
     for (let l = 0; l < this.shape.nLayers; l++) {
       // Rows past the new length give their slots back; the placement then restores its invariants.
       for (let j = len; j < this.place[l]!.length; j++) this.demote(l, j);
@@ -258,13 +328,16 @@ export class TieredKVCache extends KVLength implements KVCache {
     for (const p of this.place) hot += p.hotCount;
     let promotions = 0;
     let demotions = 0;
+    let steps = 0;
     for (const p of this.place) {
       promotions += p.stats.promotions;
       demotions += p.stats.demotions;
+      steps += p.stats.steps;
     }
     return {
       budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, hotRows: hot, coldRows: this.len * this.shape.nLayers - hot,
-      promotions, demotions, promotedBytes: this.promoted, stagedBytes: this.staged,
+      placementSteps: steps, promotions, demotions, maxPromotionsPerStep: this.maxPromoted,
+      promotedBytes: this.promoted, stagedBytes: this.staged, hostWrittenBytes: this.written,
       hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0),
     };
   }
@@ -274,7 +347,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const bytes = 2 * L * this.hotRows * this.rb;
     return {
       policy: 'tiered', type: this.element.type, layout: `tiered:${this.hotRows}`, length: this.len, capacity: this.capacity,
-      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
+      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows, this.massExp !== 0) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
       growths: 0, bytesCopied: 0, growthMs: 0, tiers: this.tierStats(),
     };
   }
@@ -282,9 +355,9 @@ export class TieredKVCache extends KVLength implements KVCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const p of [this.tables, this.hot, this.stageRows]) if (p) this.kern.free(p);
+    for (const p of [this.tables, this.hot, this.stageRows, this.massExp, this.massOut]) if (p) this.kern.free(p);
     this.newRows.dispose();
-    this.tables = this.hot = this.stageRows = 0;
+    this.tables = this.hot = this.stageRows = this.massExp = this.massOut = 0;
     this.len = 0;
   }
 }

@@ -17,7 +17,10 @@ type RowFn = (src: number, dst: number, nElems: number) => void;
 /** wasm/attention.ts: partial results of work items w0..w1 (sequence block b = w / nKvHeads, kv head g = w % nKvHeads). */
 type AttnPartialsFn = (q: number, queries: number, kTable: number, vTable: number, blockRows: number, kvType: number, qBlock: number, part: number,
   scratch: number, nQ: number, nHeads: number, nKvHeads: number, headDim: number, pos0: number, rowBytes: number, qStrideFloats: number,
-  scale: number, w0: number, w1: number) => void;
+  scale: number, w0: number, w1: number, massExp: number) => void;
+/** wasm/attention.ts: the last row's attention mass over positions j0..j1 (after attn_partials with massExp). */
+type AttnMassFn = (part: number, massExp: number, out: number, nQ: number, nHeads: number, headDim: number, pos0: number,
+  j0: number, j1: number) => void;
 /** wasm/attention.ts: folds the partials of rows r0..r1 into out. */
 type AttnMergeFn = (part: number, out: number, nQ: number, nHeads: number, headDim: number, pos0: number, outStrideFloats: number,
   r0: number, r1: number) => void;
@@ -82,6 +85,8 @@ export type KernelExports = {
   attn_partials_scalar: AttnPartialsFn;
   attn_merge: AttnMergeFn;
   attn_merge_scalar: AttnMergeFn;
+  attn_mass: AttnMassFn;
+  attn_mass_scalar: AttnMassFn;
   attn_queries(kvType: number, qBlock: number, q: number, queries: number, nHeads: number, headDim: number, qStrideFloats: number, r0: number, r1: number): void;
   attn_scratch_bytes(headDim: number): number;
   attn_query_bytes(headDim: number): number;
