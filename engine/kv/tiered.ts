@@ -15,6 +15,11 @@
  * and f32 rows for the projections' output (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget).
  * The hot slots get what the budget leaves; too small a budget for the sinks and the window is an OptionError.
  *
+ * Restore (engine/tiers/restore.ts): a Restorer fills the staging rows before each layer's attention: by reading
+ * the stored rows ('read', the default) or, with `restore` 'auto' / 'recompute' / { l }, by recomputing some from the
+ * layer inputs it keeps (KVPR). `coldBandwidth` makes the cold tier a simulated slower one (ColdLink): every read from
+ * it, staging, restore and promotion, takes at least bytes / bandwidth. The restore scratch is counted in the budget.
+ *
  * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
  * attention mass that drives the EMA comes from `observe(l, mass)` (the session feeds it when it records an
  * attention trace); without it every unpinned token scores 0 and the hot tier keeps first-come rows.
@@ -30,6 +35,10 @@ import { attend } from './attend.js';
 import type { AttentionWorkspace } from './attend.js';
 import { kvElement } from './element.js';
 import type { KVElement, KVType } from './element.js';
+import { ColdLink } from '../tiers/cold-link.js';
+import { Restorer, restoreArenaBytes } from '../tiers/restore.js';
+import type { ActivationType, ColdTier, KVProjector, RestoreMode, RestoreStats } from '../tiers/restore.js';
+import type { KvprRates, KvprShape } from '../tiers/kvpr.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
@@ -48,15 +57,28 @@ export interface TierStats {
   /** Bytes copied host -> arena: promotions and staging for attention. */
   promotedBytes: number;
   stagedBytes: number;
-  /** Host bytes held by the cold tier. */
+  /** Host bytes held by the cold tier (K/V rows, and saved activations when restore keeps them). */
   hostBytes: number;
+  /** The simulated cold-tier bandwidth (bytes/s; absent: host memory, no limit). */
+  coldBandwidth?: number;
+  /** How cold rows were restored for attention. */
+  restore: RestoreStats;
 }
 
-/** Arena bytes of a tiered cache with `hot` slots per layer. */
-function arenaBytes(shape: KVShape, el: KVElement, hot: number): number {
+/** Restore and cold-tier options of a tiered cache (validated by kv/options.ts). */
+export interface TierOptions {
+  restore?: RestoreMode;
+  activations?: ActivationType;
+  coldBandwidth?: number;
+  /** The model's K/V projections (needed unless restore is 'read'). */
+  projector?: KVProjector;
+}
+
+/** Arena bytes of a tiered cache with `hot` slots per layer (`extra`: the restore scratch). */
+function arenaBytes(shape: KVShape, el: KVElement, hot: number, extra = 0): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
-  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4;
+  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + extra;
 }
 
 export class TieredKVCache extends KVLength implements KVCache {
@@ -80,20 +102,35 @@ export class TieredKVCache extends KVLength implements KVCache {
   private promoted = 0;
   private staged = 0;
   private disposed = false;
+  private readonly link: ColdLink;
+  private readonly restorer: Restorer;
+  private readonly restoreBytes: number;
+  private readonly cold: Int32Array;
+  /** The cold tier as the restorer sees it: staging rows of the layer being restored, and reads of stored rows. */
+  private readonly tier: ColdTier;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32') {
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32', opts: TierOptions = {}) {
     super();
     this.rowFloats = shape.nKVHeads * shape.headDim;
     this.element = kvElement(type, shape.nKVHeads, shape.headDim);
     this.rb = this.element.rowBytes;
     const L = shape.nLayers;
     const C = shape.contextLength;
-    const fixed = arenaBytes(shape, this.element, 0);
+    const restore = { mode: opts.restore ?? 'read', activations: opts.activations ?? 'f32' } as const;
+    this.restoreBytes = restoreArenaBytes(opts.projector, restore);
+    const fixed = arenaBytes(shape, this.element, 0, this.restoreBytes);
     const hot = Math.min(C, Math.floor((budgetBytes - fixed) / (2 * L * this.rb)));
     const pinned = Math.min(C, SINKS + WINDOW);
     if (!(hot >= pinned)) {
-      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned)} bytes in all)`);
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging${this.restoreBytes ? ', restore' : ''}) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned, this.restoreBytes)} bytes in all)`);
     }
+    this.link = new ColdLink(opts.coldBandwidth ?? Infinity);
+    this.cold = new Int32Array(C);
+    this.tier = {
+      kStage: (j) => this.kStage(j),
+      vStage: (j) => this.vStage(j),
+      readRows: (l, positions, from, to) => this.readRows(l, positions, from, to),
+    };
     this.hotRows = hot;
     this.newRows = new StagingRows(kern, this.rowFloats);
     const ptrs: number[] = [];
@@ -103,7 +140,15 @@ export class TieredKVCache extends KVLength implements KVCache {
     } catch (e) {
       for (const p of ptrs) kern.free(p);
       this.newRows.dispose();
-      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot), e.limit);
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, this.restoreBytes), e.limit);
+      throw e;
+    }
+    try {
+      this.restorer = new Restorer(kern, { ...restore, link: this.link, element: this.element, contextLength: C }, opts.projector);
+    } catch (e) {
+      for (const p of ptrs) kern.free(p);
+      this.newRows.dispose();
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, this.restoreBytes), e.limit);
       throw e;
     }
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
@@ -166,11 +211,13 @@ export class TieredKVCache extends KVLength implements KVCache {
     if (this.slotOf[l]![j]! >= 0) return;
     const s = this.free[l]!.pop();
     if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
+    const done = this.link.transfer(2 * this.rb);
     const mem = new Uint8Array(this.kern.memory.buffer);
     mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
     mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
     this.promoted += 2 * this.rb;
     this.point(l, j, s);
+    this.link.waitUntil(done);
   }
 
   private apply(l: number, d: PlacementDecision): void {
@@ -213,6 +260,27 @@ export class TieredKVCache extends KVLength implements KVCache {
     for (const j of d.promote) if (j < pos0) this.promote(l, j);
   }
 
+  saveInputs(l: number, x: number, n: number): void {
+    this.restorer.saveInputs(l, this.len, x, n);
+  }
+
+  /** Copies the stored rows of positions[from..to) of layer l into their staging rows (runs as one copy each). */
+  private readRows(l: number, positions: Int32Array, from: number, to: number): number {
+    const mem = new Uint8Array(this.kern.memory.buffer);
+    const rb = this.rb;
+    for (let i = from; i < to; ) {
+      let e = i + 1;
+      while (e < to && positions[e] === positions[e - 1]! + 1) e++;
+      const j = positions[i]!;
+      const k = positions[e - 1]! + 1;
+      mem.set(this.hostK[l]!.subarray(j * rb, k * rb), this.kStage(j));
+      mem.set(this.hostV[l]!.subarray(j * rb, k * rb), this.vStage(j));
+      i = e;
+    }
+    this.staged += 2 * (to - from) * rb;
+    return 2 * (to - from) * rb;
+  }
+
   /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placement. */
   observe(l: number, mass: ArrayLike<number>): void {
     this.apply(l, this.place[l]!.observe(mass));
@@ -222,19 +290,11 @@ export class TieredKVCache extends KVLength implements KVCache {
     const { nKVHeads, headDim } = this.shape;
     const end = pos0 + nQ;
     if (end > this.len + this.reserved) throw new RangeError(`KV attention over ${end} rows (length ${this.len})`);
-    // Stage the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
+    // Restore the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
     const slot = this.slotOf[l]!;
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    const rb = this.rb;
-    for (let j = 0; j < Math.min(end, pos0); ) {
-      if (slot[j]! >= 0) { j++; continue; }
-      let e = j + 1;
-      while (e < pos0 && slot[e]! < 0) e++;
-      mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
-      mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
-      this.staged += 2 * (e - j) * rb;
-      j = e;
-    }
+    let s = 0;
+    for (let j = 0; j < pos0; j++) if (slot[j]! < 0) this.cold[s++] = j;
+    this.restorer.restore(l, this.cold, s, this.tier);
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
     attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
   }
@@ -253,7 +313,14 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
   }
 
+  /** The restore's cost model inputs: its shape for s cold tokens and the measured rates (measuring them on first
+   *  use), for benches and tests that compare its predictions with timings. */
+  restoreModel(): { shape: (s: number) => KvprShape; rates: KvprRates } {
+    return { shape: (s) => this.restorer.shape(s), rates: this.restorer.restoreRates() };
+  }
+
   tierStats(): TierStats {
+    const restore = this.restorer.stats();
     let hot = 0;
     for (const p of this.place) hot += p.hotCount;
     let promotions = 0;
@@ -265,7 +332,9 @@ export class TieredKVCache extends KVLength implements KVCache {
     return {
       budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, hotRows: hot, coldRows: this.len * this.shape.nLayers - hot,
       promotions, demotions, promotedBytes: this.promoted, stagedBytes: this.staged,
-      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0),
+      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0) + restore.activationBytes,
+      ...(this.link.async ? { coldBandwidth: this.link.bytesPerSec } : {}),
+      restore,
     };
   }
 
@@ -274,7 +343,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const bytes = 2 * L * this.hotRows * this.rb;
     return {
       policy: 'tiered', type: this.element.type, layout: `tiered:${this.hotRows}`, length: this.len, capacity: this.capacity,
-      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
+      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows, this.restoreBytes) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
       growths: 0, bytesCopied: 0, growthMs: 0, tiers: this.tierStats(),
     };
   }
@@ -284,6 +353,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.disposed = true;
     for (const p of [this.tables, this.hot, this.stageRows]) if (p) this.kern.free(p);
     this.newRows.dispose();
+    this.restorer.dispose();
     this.tables = this.hot = this.stageRows = 0;
     this.len = 0;
   }
