@@ -5,7 +5,7 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
+import { parseKVFlag, parseKVRestoreFlag, parseKVTypeFlag } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
@@ -40,6 +40,9 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
+  { name: 'kv-restore', type: 'string', help: 'tiered: restore cold rows by read | recompute | auto | L (recompute the first L of each layer\'s cold rows from kept layer inputs; auto: KVPR cost model) (default read)' },
+  { name: 'kv-activations', type: 'string', help: 'tiered with --kv-restore: store kept layer inputs as f32 (exact) | f16 (default f32)' },
+  { name: 'kv-cold-bandwidth', type: 'number', help: 'tiered: simulate a slower cold tier (disk, network) read at this many bytes/s (default: host memory)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
@@ -84,8 +87,18 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
   if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const restore = flags['kv-restore'] === undefined ? undefined : parseKVRestoreFlag(flags['kv-restore'] as string);
+  const activations = flags['kv-activations'] as string | undefined;
+  if (activations !== undefined && activations !== 'f32' && activations !== 'f16') throw new OptionError('--kv-activations', `"${activations}": expected f32 or f16`);
+  const coldBandwidth = flags['kv-cold-bandwidth'] as number | undefined;
+  if (coldBandwidth !== undefined && !(coldBandwidth > 0 && Number.isFinite(coldBandwidth))) throw new OptionError('--kv-cold-bandwidth', `${coldBandwidth} is not a positive number of bytes/s`);
+  const tierFlags = { 'kv-restore': restore, 'kv-activations': activations, 'kv-cold-bandwidth': coldBandwidth };
+  for (const [name, v] of Object.entries(tierFlags)) {
+    if (v !== undefined && budget === undefined) throw new OptionError(`--${name}`, 'applies to the tiered cache (give --kv-budget)');
+  }
+  const tier = { ...(restore === undefined ? {} : { restore }), ...(activations === undefined ? {} : { activations: activations as 'f32' | 'f16' }), ...(coldBandwidth === undefined ? {} : { coldBandwidth }) };
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
-    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget }) };
+    : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget, ...tier }) };
   const draft = draftFlags(flags);
   const traceFile = flags.trace as string | undefined;
   if (traceFile !== undefined && draft) throw new OptionError('--trace', 'cannot be combined with speculative decoding (rejected drafts roll the sequence back)');
@@ -142,6 +155,11 @@ async function cmdRun(argv: string[]): Promise<void> {
     if (tiers) {
       err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)}); ` +
         `${tiers.promotions} promotions, ${tiers.demotions} demotions; staged ${formatBytes(tiers.stagedBytes)}\n`);
+      const r = tiers.restore;
+      if (r.mode !== 'read' || tiers.coldBandwidth !== undefined) {
+        err(`kv restore: ${r.mode}${tiers.coldBandwidth !== undefined ? ` (cold tier ${formatBytes(tiers.coldBandwidth)}/s, simulated)` : ''}: ${r.recomputedRows} rows recomputed, ${r.readRows} read, ` +
+          `${r.restoreMs.toFixed(1)} ms; last split l ${r.lastSplit.l} of ${r.lastSplit.s}${r.rates ? `; rates: read ${formatBytes(r.rates.readBytesPerSec)}/s, recompute ${(r.rates.matmulFlopsPerSec / 1e9).toFixed(2)} GFLOP/s` : ''}\n`);
+      }
     }
     if (recorder) {
       const bytes = recorder.finish();
