@@ -319,6 +319,11 @@ export class TieredKVCache extends KVLength implements KVCache {
     return { shape: (s) => this.restorer.shape(s), rates: this.restorer.restoreRates() };
   }
 
+  /** Changes the restore split of later steps (a cache created with restore other than 'read'). */
+  setRestore(mode: RestoreMode): void {
+    this.restorer.setMode(mode);
+  }
+
   tierStats(): TierStats {
     const restore = this.restorer.stats();
     let hot = 0;

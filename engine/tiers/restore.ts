@@ -113,8 +113,12 @@ export class Restorer {
   private read = 0;
   private ms = 0;
   private last = { s: 0, l: 0 };
+  private mode: RestoreMode;
+  /** Milliseconds the last restore spent recomputing, from the arrival of the activations (for the rates). */
+  private computeMs = 0;
 
   constructor(private readonly kern: Kernels, private readonly cfg: RestoreConfig, private readonly proj: KVProjector | undefined) {
+    this.mode = cfg.mode;
     if (cfg.mode !== 'read' && !proj) throw new OptionError('kv.restore', 'this model has no K/V projections to recompute with');
     this.actRow = proj ? proj.hidden * (cfg.activations === 'f16' ? 2 : 4) : 0;
     if (!this.keeps || !proj) return;
@@ -137,9 +141,15 @@ export class Restorer {
     for (let l = 0; l < proj.nLayers; l++) this.act.push(new Uint8Array(0));
   }
 
-  /** Activations are kept (every mode but 'read'). */
+  /** Activations are kept (every mode but 'read' at creation). */
   get keeps(): boolean {
     return this.cfg.mode !== 'read';
+  }
+
+  /** Changes how later restores split (benches sweep l on one filled cache); needs the activations kept. */
+  setMode(mode: RestoreMode): void {
+    if (!this.keeps && mode !== 'read') throw new OptionError('kv.restore', 'this cache was created with restore \'read\' and keeps no layer inputs');
+    this.mode = mode;
   }
 
   /** Saves the layer inputs (n f32 rows at x) of positions pos0.. of layer l. */
@@ -167,7 +177,7 @@ export class Restorer {
 
   /** Tokens to recompute out of s cold ones. */
   split(s: number): number {
-    const m = this.cfg.mode;
+    const m = this.mode;
     if (m === 'read' || s === 0) return 0;
     if (m === 'recompute') return s;
     if (typeof m === 'object') return Math.min(m.l, s);
@@ -200,6 +210,7 @@ export class Restorer {
     const readRest = () => { tier.readRows(l, cold, lr, s); };
     if (lr > 0) {
       link.waitUntil(actDone);
+      const tc = now();
       const p = this.proj!;
       for (let c = 0; c < lr; c += RESTORE_ROWS) {
         const n = Math.min(RESTORE_ROWS, lr - c);
@@ -208,6 +219,7 @@ export class Restorer {
         p.project(l, this.x, n, this.pos.subarray(0, n), this.kOut, this.vOut, this.ws, c === 0 ? readRest : undefined);
         this.storeRows(cold, c, n, tier);
       }
+      this.computeMs = now() - tc;
     } else {
       readRest();
     }
@@ -249,11 +261,16 @@ export class Restorer {
   }
 
   stats(): RestoreStats {
-    const m = this.cfg.mode;
+    const m = this.mode;
     return {
       mode: typeof m === 'object' ? `l=${m.l}` : m, recomputedRows: this.recomputed, readRows: this.read, restoreMs: this.ms,
       activationBytes: this.act.reduce((a, h) => a + h.length, 0), lastSplit: { ...this.last }, rates: this.rates,
     };
+  }
+
+  /** Milliseconds the last restore spent recomputing once its activations had arrived. */
+  get lastComputeMs(): number {
+    return this.computeMs;
   }
 
   /** Measurement buffers for measureRestoreRates (the restorer's own). */
@@ -270,16 +287,19 @@ export class Restorer {
 /** Runs `fn` until at least `minMs` and `minReps` have passed; returns the median ms per call (robust to a busy
  *  machine descheduling a few calls). */
 function timePerCall(fn: () => void, minMs: number, minReps: number): number {
-  fn(); // warm-up
+  return timeOf(() => {
+    const t = now();
+    fn();
+    return now() - t;
+  }, minMs, minReps);
+}
+
+/** The median of the times `fn` reports, over at least `minMs` and `minReps` calls after a warm-up. */
+function timeOf(fn: () => number, minMs: number, minReps: number): number {
+  fn();
   const times: number[] = [];
   const t0 = now();
-  let t = t0;
-  while (times.length < minReps || t - t0 < minMs) {
-    fn();
-    const t1 = now();
-    times.push(t1 - t);
-    t = t1;
-  }
+  while (times.length < minReps || now() - t0 < minMs) times.push(fn());
   times.sort((a, b) => a - b);
   return times[times.length >> 1]!;
 }
@@ -296,8 +316,9 @@ export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<
   if (!byProj) RATES.set(proj, (byProj = new Map()));
   const hit = byProj.get(key);
   if (hit) return hit;
-  // The recompute is timed without the link: reading activations through it is the model's separate term a.
-  const r = new Restorer(kern, { mode: 'recompute', activations: cfg.activations, link: new ColdLink(), element: cfg.element, contextLength: RESTORE_ROWS }, proj);
+  // The recompute is timed as restores run it, after waiting for the activations on the link (so worker threads
+  // that slept meanwhile are woken as in use), from their arrival: reading them is the model's separate term a.
+  const r = new Restorer(kern, { mode: 'recompute', activations: cfg.activations, link: cfg.link, element: cfg.element, contextLength: RESTORE_ROWS }, proj);
   try {
     const n = RESTORE_ROWS;
     const b = r.buffers();
@@ -325,9 +346,10 @@ export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<
       const tier: ColdTier = { kStage: (j) => kRows + j * el.rowBytes, vStage: (j) => kRows + (n + j) * el.rowBytes, readRows: () => 0 };
       const cold = Int32Array.from({ length: n }, (_, i) => i);
       let l = 0;
-      const recMs = timePerCall(() => {
+      const recMs = timeOf(() => {
         r.restore(l, cold, n, tier);
         l = (l + 1) % proj.nLayers;
+        return r.lastComputeMs;
       }, 10, Math.max(7, proj.nLayers));
       const threads = kern.threads;
       const overlap = cfg.link.async || threads > 1;
