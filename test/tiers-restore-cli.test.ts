@@ -20,7 +20,13 @@ describe('bmc-llm run --kv-restore', () => {
     expect(auto.status, auto.stderr).toBe(0);
     expect(auto.stdout).toBe(plain.stdout);
     expect(auto.stderr).toMatch(/kv restore: auto: .*rates: read .*\/s, recompute [\d.]+ GFLOP\/s/);
+    const only = run(['--kv-budget', '156000', '--kv-cold-keep', 'activations']);
+    expect(only.status, only.stderr).toBe(0);
+    expect(only.stdout).toBe(plain.stdout);
+    expect(only.stderr).toMatch(/kv restore: recompute: [1-9]\d* rows recomputed, 0 read/);
     for (const [args, flag] of [
+      [['--kv-budget', '156000', '--kv-cold-keep', 'disk'], '--kv-cold-keep'],
+      [['--kv-budget', '156000', '--kv-cold-keep', 'activations', '--kv-restore', 'read'], 'kv.restore'],
       [['--kv-budget', '156000', '--kv-restore', 'sometimes'], '--kv-restore'],
       [['--kv-budget', '156000', '--kv-cold-bandwidth', '-5'], '--kv-cold-bandwidth'],
       [['--kv-budget', '156000', '--kv-restore', 'auto', '--kv-activations', 'q4'], '--kv-activations'],

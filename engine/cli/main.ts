@@ -41,6 +41,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'kv-restore', type: 'string', help: 'tiered: restore cold rows by read | recompute | auto | L (recompute the first L of each layer\'s cold rows from kept layer inputs; auto: KVPR cost model) (default read)' },
+  { name: 'kv-cold-keep', type: 'string', help: 'tiered: the cold tier keeps kv (default) | activations (layer inputs only; every cold row is recomputed)' },
   { name: 'kv-activations', type: 'string', help: 'tiered with --kv-restore: store kept layer inputs as f32 (exact) | f16 (default f32)' },
   { name: 'kv-cold-bandwidth', type: 'number', help: 'tiered: simulate a slower cold tier (disk, network) read at this many bytes/s (default: host memory)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
@@ -92,11 +93,13 @@ async function cmdRun(argv: string[]): Promise<void> {
   if (activations !== undefined && activations !== 'f32' && activations !== 'f16') throw new OptionError('--kv-activations', `"${activations}": expected f32 or f16`);
   const coldBandwidth = flags['kv-cold-bandwidth'] as number | undefined;
   if (coldBandwidth !== undefined && !(coldBandwidth > 0 && Number.isFinite(coldBandwidth))) throw new OptionError('--kv-cold-bandwidth', `${coldBandwidth} is not a positive number of bytes/s`);
-  const tierFlags = { 'kv-restore': restore, 'kv-activations': activations, 'kv-cold-bandwidth': coldBandwidth };
+  const coldKeep = flags['kv-cold-keep'] as string | undefined;
+  if (coldKeep !== undefined && coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('--kv-cold-keep', `"${coldKeep}": expected kv or activations`);
+  const tierFlags = { 'kv-restore': restore, 'kv-cold-keep': coldKeep, 'kv-activations': activations, 'kv-cold-bandwidth': coldBandwidth };
   for (const [name, v] of Object.entries(tierFlags)) {
     if (v !== undefined && budget === undefined) throw new OptionError(`--${name}`, 'applies to the tiered cache (give --kv-budget)');
   }
-  const tier = { ...(restore === undefined ? {} : { restore }), ...(activations === undefined ? {} : { activations: activations as 'f32' | 'f16' }), ...(coldBandwidth === undefined ? {} : { coldBandwidth }) };
+  const tier = { ...(restore === undefined ? {} : { restore }), ...(coldKeep === undefined ? {} : { coldKeep: coldKeep as 'kv' | 'activations' }), ...(activations === undefined ? {} : { activations: activations as 'f32' | 'f16' }), ...(coldBandwidth === undefined ? {} : { coldBandwidth }) };
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
     : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget, ...tier }) };
   const draft = draftFlags(flags);

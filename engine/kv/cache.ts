@@ -162,7 +162,7 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
 export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number, projector?: KVProjector): KVCache {
   if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
   if (o.policy === 'tiered') {
-    return new TieredKVCache(kern, shape, o.budgetBytes!, o.type, { restore: o.restore, activations: o.activations, coldBandwidth: o.coldBandwidth, projector });
+    return new TieredKVCache(kern, shape, o.budgetBytes!, o.type, { restore: o.restore, coldKeep: o.coldKeep, activations: o.activations, coldBandwidth: o.coldBandwidth, projector });
   }
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
   if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule || kSpec !== undefined)) rule = autoRuleFor(kern, shape, { budgetBytes: o.budgetBytes, type: o.type, kSpec });

@@ -33,6 +33,12 @@ export interface KVOptions {
    * first l and reads the rest; 'auto' picks l with KVPR's cost model from rates measured at start-up.
    */
   restore?: RestoreMode;
+  /**
+   * `tiered` only: what the cold tier keeps of each row: 'kv' (default; plus the layer input when restore needs it)
+   * or 'activations', the layer input instead of K and V (half the host bytes of an f32 MHA row; restore is then
+   * 'recompute', the default with this option).
+   */
+  coldKeep?: 'kv' | 'activations';
   /** `tiered` with restore: how the kept layer inputs are stored, 'f32' (default; recomputed rows are exact) or 'f16'. */
   activations?: ActivationType;
   /**
@@ -51,6 +57,7 @@ export interface ResolvedKVOptions {
   budgetBytes: number | undefined;
   type: KVType;
   restore: RestoreMode;
+  coldKeep: 'kv' | 'activations';
   activations: ActivationType;
   coldBandwidth: number | undefined;
 }
@@ -77,7 +84,12 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (policy === 'tiered' && budgetBytes === undefined) throw new OptionError('kv.budgetBytes', 'the tiered policy needs a budget (--kv-budget BYTES)');
   const type = o?.type ?? DEFAULT_KV_TYPE;
   if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
-  const restore = validateRestore(o?.restore);
+  const coldKeep = o?.coldKeep ?? 'kv';
+  if (coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('kv.coldKeep', `"${String(coldKeep)}" is not one of kv, activations`);
+  const restore = validateRestore(o?.restore ?? (coldKeep === 'activations' ? 'recompute' : undefined));
+  if (coldKeep === 'activations' && restore !== 'recompute') {
+    throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore)}`);
+  }
   const activations = o?.activations ?? 'f32';
   if (activations !== 'f32' && activations !== 'f16') throw new OptionError('kv.activations', `"${String(activations)}" is not one of f32, f16`);
   const coldBandwidth = o?.coldBandwidth;
@@ -85,11 +97,11 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
     throw new OptionError('kv.coldBandwidth', `${String(coldBandwidth)} is not a positive number of bytes/s`);
   }
   if (policy !== 'tiered') {
-    for (const [name, v] of [['restore', o?.restore], ['activations', o?.activations], ['coldBandwidth', coldBandwidth]] as const) {
+    for (const [name, v] of [['restore', o?.restore], ['coldKeep', o?.coldKeep], ['activations', o?.activations], ['coldBandwidth', coldBandwidth]] as const) {
       if (v !== undefined) throw new OptionError(`kv.${name}`, `applies to the tiered policy, not ${policy}`);
     }
   }
-  return { policy, r, blockSize, budgetBytes, type, restore, activations, coldBandwidth };
+  return { policy, r, blockSize, budgetBytes, type, restore, coldKeep, activations, coldBandwidth };
 }
 
 const RESTORE_FORMS = "'read', 'recompute', 'auto' or { l: integer >= 0 }";

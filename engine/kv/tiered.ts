@@ -17,8 +17,10 @@
  *
  * Restore (engine/tiers/restore.ts): a Restorer fills the staging rows before each layer's attention: by reading
  * the stored rows ('read', the default) or, with `restore` 'auto' / 'recompute' / { l }, by recomputing some from the
- * layer inputs it keeps (KVPR). `coldBandwidth` makes the cold tier a simulated slower one (ColdLink): every read from
- * it, staging, restore and promotion, takes at least bytes / bandwidth. The restore scratch is counted in the budget.
+ * layer inputs it keeps (KVPR); with `coldKeep: 'activations'` the cold tier holds only those inputs, and every cold
+ * row is recomputed, for attention and for promotion alike. `coldBandwidth` makes the cold tier a simulated slower
+ * one (ColdLink): every read from it (staging, restore, promotion) takes at least bytes / bandwidth. The restore
+ * scratch is counted in the budget.
  *
  * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
  * attention mass that drives the EMA comes from `observe(l, mass)` (the session feeds it when it records an
@@ -37,8 +39,8 @@ import { kvElement } from './element.js';
 import type { KVElement, KVType } from './element.js';
 import { ColdLink } from '../tiers/cold-link.js';
 import { Restorer, restoreArenaBytes } from '../tiers/restore.js';
-import type { ActivationType, ColdTier, KVProjector, RestoreMode, RestoreStats } from '../tiers/restore.js';
-import type { KvprRates, KvprShape } from '../tiers/kvpr.js';
+import type { ActivationType, ColdTier, KVProjector, RestoreMode, RestoreRates, RestoreStats } from '../tiers/restore.js';
+import type { KvprShape } from '../tiers/kvpr.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
@@ -68,6 +70,8 @@ export interface TierStats {
 /** Restore and cold-tier options of a tiered cache (validated by kv/options.ts). */
 export interface TierOptions {
   restore?: RestoreMode;
+  /** What the cold tier keeps of a row: its K/V ('kv', default) or only its layer input ('activations'). */
+  coldKeep?: 'kv' | 'activations';
   activations?: ActivationType;
   coldBandwidth?: number;
   /** The model's K/V projections (needed unless restore is 'read'). */
@@ -103,9 +107,11 @@ export class TieredKVCache extends KVLength implements KVCache {
   private staged = 0;
   private disposed = false;
   private readonly link: ColdLink;
+  private readonly keepKV: boolean;
   private readonly restorer: Restorer;
   private readonly restoreBytes: number;
   private readonly cold: Int32Array;
+  private readonly single = new Int32Array(1);
   /** The cold tier as the restorer sees it: staging rows of the layer being restored, and reads of stored rows. */
   private readonly tier: ColdTier;
 
@@ -125,6 +131,8 @@ export class TieredKVCache extends KVLength implements KVCache {
       throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging${this.restoreBytes ? ', restore' : ''}) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned, this.restoreBytes)} bytes in all)`);
     }
     this.link = new ColdLink(opts.coldBandwidth ?? Infinity);
+    this.keepKV = opts.coldKeep !== 'activations';
+    if (!this.keepKV && restore.mode !== 'recompute') throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore.mode)}`);
     this.cold = new Int32Array(C);
     this.tier = {
       kStage: (j) => this.kStage(j),
@@ -211,13 +219,19 @@ export class TieredKVCache extends KVLength implements KVCache {
     if (this.slotOf[l]![j]! >= 0) return;
     const s = this.free[l]!.pop();
     if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
-    const done = this.link.transfer(2 * this.rb);
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
-    mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+    if (this.keepKV) {
+      const done = this.link.transfer(2 * this.rb);
+      const mem = new Uint8Array(this.kern.memory.buffer);
+      mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
+      mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+      this.link.waitUntil(done);
+    } else {
+      // Only the layer input is kept: recompute the row straight into its slot.
+      this.single[0] = j;
+      this.restorer.restore(l, this.single, 1, { kStage: () => this.kSlot(l, s), vStage: () => this.vSlot(l, s), readRows: () => 0 }, true);
+    }
     this.promoted += 2 * this.rb;
     this.point(l, j, s);
-    this.link.waitUntil(done);
   }
 
   private apply(l: number, d: PlacementDecision): void {
@@ -241,7 +255,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const d = this.pending[l]!;
     for (const j of d.demote) this.demote(l, j);
     const cold = new Set(d.cold);
-    this.ensureHost(l, pos0 + n);
+    if (this.keepKV) this.ensureHost(l, pos0 + n);
     for (let i = 0; i < n; i++) {
       const j = pos0 + i;
       let s = -1;
@@ -253,6 +267,7 @@ export class TieredKVCache extends KVLength implements KVCache {
       const kDst = s < 0 ? this.kStage(j) : this.kSlot(l, s);
       const vDst = s < 0 ? this.vStage(j) : this.vSlot(l, s);
       this.newRows.store(this.element, i, kDst, vDst, 1);
+      if (!this.keepKV) continue;
       const mem = new Uint8Array(this.kern.memory.buffer);
       this.hostK[l]!.set(mem.subarray(kDst, kDst + this.rb), j * this.rb);
       this.hostV[l]!.set(mem.subarray(vDst, vDst + this.rb), j * this.rb);
@@ -266,6 +281,7 @@ export class TieredKVCache extends KVLength implements KVCache {
 
   /** Copies the stored rows of positions[from..to) of layer l into their staging rows (runs as one copy each). */
   private readRows(l: number, positions: Int32Array, from: number, to: number): number {
+    if (!this.keepKV && to > from) throw new RangeError('tiered KV: the cold tier keeps no K/V rows to read (coldKeep activations)');
     const mem = new Uint8Array(this.kern.memory.buffer);
     const rb = this.rb;
     for (let i = from; i < to; ) {
@@ -315,12 +331,13 @@ export class TieredKVCache extends KVLength implements KVCache {
 
   /** The restore's cost model inputs: its shape for s cold tokens and the measured rates (measuring them on first
    *  use), for benches and tests that compare its predictions with timings. */
-  restoreModel(): { shape: (s: number) => KvprShape; rates: KvprRates } {
+  restoreModel(): { shape: (s: number) => KvprShape; rates: RestoreRates } {
     return { shape: (s) => this.restorer.shape(s), rates: this.restorer.restoreRates() };
   }
 
   /** Changes the restore split of later steps (a cache created with restore other than 'read'). */
   setRestore(mode: RestoreMode): void {
+    if (!this.keepKV && mode !== 'recompute') throw new OptionError('kv.restore', 'the cold tier keeps only layer inputs: every cold row is recomputed');
     this.restorer.setMode(mode);
   }
 

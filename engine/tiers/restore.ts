@@ -12,10 +12,10 @@
  * model and configuration (`measureRestoreRates`): the cold tier's read bandwidth, the per-token cost of the
  * recompute at this chunk size (activation conversion, both projections, bias, RoPE, conversion to the KV type,
  * expressed as FLOP/s of the projections), and no dequantization (cold rows are staged in their stored type; the
- * attention kernel reads them like hot rows). Recompute and reading overlap when the tier's transfers need no CPU
- * thread (ColdLink.async) or when the kernels have worker threads: the main thread copies the read rows while the
- * workers run the projections (Kernels.parallel's `alongside`), so on T threads recompute runs at (T-1)/T of its
- * measured rate. With neither, the no-overlap form of the model applies.
+ * attention kernel reads them like hot rows). A split is kept only if it wins by more than the fixed cost of a
+ * recompute (`chooseSplit`). Recompute and reading overlap when the tier's transfers need no CPU thread
+ * (ColdLink.async) or when the kernels have worker threads: the main thread copies the read rows while the workers
+ * run the projections (Kernels.parallel's `alongside`), then joins them. With neither, the no-overlap form applies.
  */
 import { GGMLType } from '../gguf/types.js';
 import { OptionError } from '../errors.js';
@@ -23,11 +23,31 @@ import type { Kernels } from '../runtime/kernels.js';
 import type { KVElement } from '../kv/element.js';
 import { now } from '../kv/length.js';
 import { ColdLink } from './cold-link.js';
-import { kvprSplit } from './kvpr.js';
+import { kvprSplit, kvprTime } from './kvpr.js';
 import type { KvprRates, KvprShape } from './kvpr.js';
 
 export type RestoreMode = 'read' | 'recompute' | 'auto' | { l: number };
 export type ActivationType = 'f32' | 'f16';
+
+/**
+ * KVPR's rates plus what its model leaves out on a CPU: a fixed cost of any restore that recomputes (waking the
+ * worker threads, RoPE tables, a projection call however few its rows), measured as a one-row recompute minus one
+ * token's share.
+ */
+export interface RestoreRates extends KvprRates {
+  recomputeFixedS: number;
+}
+
+/** The modelled restore time of s cold tokens recomputing l: KVPR's T(l), plus the fixed cost when l > 0. */
+export function restoreTime(shape: KvprShape, rates: RestoreRates, l: number): number {
+  return kvprTime(shape, rates, l) + (l > 0 ? rates.recomputeFixedS : 0);
+}
+
+/** KVPR's split, kept only where it beats reading everything by more than the fixed cost of recomputing. */
+export function chooseSplit(shape: KvprShape, rates: RestoreRates): number {
+  const sp = kvprSplit(shape, rates);
+  return sp.l > 0 && sp.timeS + rates.recomputeFixedS >= sp.readAllS ? 0 : sp.l;
+}
 
 /** Rows recomputed per projection call (the batch the rates are measured at). */
 export const RESTORE_ROWS = 64;
@@ -77,7 +97,7 @@ export interface RestoreStats {
   /** The last restore's split: s cold rows, l recomputed. */
   lastSplit: { s: number; l: number };
   /** The rates 'auto' splits with (undefined for a fixed split). */
-  rates?: KvprRates;
+  rates?: RestoreRates;
 }
 
 export interface RestoreConfig {
@@ -96,7 +116,7 @@ export function restoreArenaBytes(p: KVProjector | undefined, cfg: Pick<RestoreC
 }
 
 /** Rates per projector and configuration: measured once per model (a start-up cost of a few milliseconds). */
-const RATES = new WeakMap<KVProjector, Map<string, KvprRates>>();
+const RATES = new WeakMap<KVProjector, Map<string, RestoreRates>>();
 
 export class Restorer {
   private readonly act: Uint8Array[] = [];
@@ -108,7 +128,7 @@ export class Restorer {
   private vOut = 0;
   private ws: ProjectionScratch = { act: [0, 0], rope: 0 };
   private readonly pos = new Int32Array(RESTORE_ROWS);
-  private rates: KvprRates | undefined;
+  private rates: RestoreRates | undefined;
   private recomputed = 0;
   private read = 0;
   private ms = 0;
@@ -182,7 +202,7 @@ export class Restorer {
     if (m === 'recompute') return s;
     if (typeof m === 'object') return Math.min(m.l, s);
     this.rates ??= measureRestoreRates(this.kern, this.proj!, this.cfg);
-    return kvprSplit(this.shape(s), this.rates).l;
+    return chooseSplit(this.shape(s), this.rates);
   }
 
   /** The cost model's shape for s cold tokens. */
@@ -192,17 +212,20 @@ export class Restorer {
   }
 
   /** The rates 'auto' uses (measured on first use). */
-  restoreRates(): KvprRates {
+  restoreRates(): RestoreRates {
     if (!this.proj) throw new OptionError('kv.restore', 'no projector to measure');
     this.rates ??= measureRestoreRates(this.kern, this.proj, this.cfg);
     return this.rates;
   }
 
-  /** Restores the s cold rows `cold[0..s)` (ascending positions) of layer l into their staging rows. */
-  restore(l: number, cold: Int32Array, s: number, tier: ColdTier): void {
+  /**
+   * Restores the s cold rows `cold[0..s)` (ascending positions) of layer l into their staging rows. `promotion`:
+   * recompute them all, into the places `tier` gives, without counting as the step's restore (lastSplit).
+   */
+  restore(l: number, cold: Int32Array, s: number, tier: ColdTier, promotion = false): void {
     if (s === 0) return;
     const t0 = now();
-    const lr = this.split(s);
+    const lr = promotion ? s : this.split(s);
     const { link, element: el } = this.cfg;
     // One link: the activations of the first lr rows arrive first, then the stored rows of the rest.
     const actDone = link.transfer(lr * this.actRow);
@@ -226,7 +249,7 @@ export class Restorer {
     link.waitUntil(kvDone);
     this.recomputed += lr;
     this.read += s - lr;
-    this.last = { s, l: lr };
+    if (!promotion) this.last = { s, l: lr };
     this.ms += now() - t0;
   }
 
@@ -284,24 +307,35 @@ export class Restorer {
   }
 }
 
-/** Runs `fn` until at least `minMs` and `minReps` have passed; returns the median ms per call (robust to a busy
- *  machine descheduling a few calls). */
-function timePerCall(fn: () => void, minMs: number, minReps: number): number {
-  return timeOf(() => {
+/** Runs `fn` until at least `minMs` and `minReps` have passed; returns the median ms per call. */
+function timePerCall(fn: () => void, minMs: number, minReps: number, median: true): number {
+  const times: number[] = [];
+  fn();
+  const t0 = now();
+  while (times.length < minReps || now() - t0 < minMs) {
     const t = now();
     fn();
-    return now() - t;
-  }, minMs, minReps);
+    times.push(now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return median ? times[times.length >> 1]! : times.reduce((a, b) => a + b, 0) / times.length;
 }
 
-/** The median of the times `fn` reports, over at least `minMs` and `minReps` calls after a warm-up. */
+/**
+ * The mean of the times `fn` reports, over at least `minMs` and `minReps` calls after a warm-up. The mean, not the
+ * median: on a busy machine a restore of many rows is descheduled in proportion to its length, and a median of
+ * short calls would miss that.
+ */
 function timeOf(fn: () => number, minMs: number, minReps: number): number {
   fn();
-  const times: number[] = [];
+  let sum = 0;
+  let reps = 0;
   const t0 = now();
-  while (times.length < minReps || now() - t0 < minMs) times.push(fn());
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1]!;
+  while (reps < minReps || now() - t0 < minMs) {
+    sum += fn();
+    reps++;
+  }
+  return sum / reps;
 }
 
 /**
@@ -310,7 +344,7 @@ function timeOf(fn: () => number, minMs: number, minReps: number): number {
  * larger than the caches, through the link), and the recompute's per-token time at RESTORE_ROWS rows (random
  * activations through every layer's projections in turn).
  */
-export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<RestoreConfig, 'link' | 'activations' | 'element' | 'contextLength'>): KvprRates {
+export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<RestoreConfig, 'link' | 'activations' | 'element' | 'contextLength'>): RestoreRates {
   const key = `${cfg.link.bytesPerSec}|${cfg.activations}|${cfg.element.type}|${kern.threads}`;
   let byProj = RATES.get(proj);
   if (!byProj) RATES.set(proj, (byProj = new Map()));
@@ -324,19 +358,24 @@ export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<
     const b = r.buffers();
     const el = cfg.element;
     // Read: a host buffer of 8 MiB (past the CPU caches), copied RESTORE_ROWS rows of K and V at a time.
+    // Each read is as long as a layer's restore: 4 ms of a limited link, or 16 such chunks of host memory, so the
+    // link's wake-up is amortised as in use; the median, as the wait runs on the wall clock.
     const chunk = 2 * n * el.rowBytes;
     const host = new Uint8Array(Math.max(chunk, 8 << 20));
     for (let i = 0; i < host.length; i += 4096) host[i] = i & 255;
+    const pieces = Math.max(1, Math.min(256, Math.ceil(cfg.link.async ? (cfg.link.bytesPerSec * 0.004) / chunk : 16)));
     let off = 0;
     const readMs = timePerCall(() => {
-      const done = cfg.link.transfer(chunk);
-      if (off + chunk > host.length) off = 0;
+      const done = cfg.link.transfer(pieces * chunk);
       const mem = new Uint8Array(kern.memory.buffer);
-      mem.set(host.subarray(off, off + chunk / 2), b.kOut);
-      mem.set(host.subarray(off + chunk / 2, off + chunk), b.vOut);
-      off += chunk;
+      for (let i = 0; i < pieces; i++) {
+        if (off + chunk > host.length) off = 0;
+        mem.set(host.subarray(off, off + chunk / 2), b.kOut);
+        mem.set(host.subarray(off + chunk / 2, off + chunk), b.vOut);
+        off += chunk;
+      }
       cfg.link.waitUntil(done);
-    }, 10, 7);
+    }, 20, 5, true);
     // Recompute: layer inputs like the real ones (unit-scale values), through a full restore of n rows per layer.
     const xs = new Float32Array(n * proj.hidden);
     for (let i = 0; i < xs.length; i++) xs[i] = Math.sin(i * 0.7311) * 1.3;
@@ -346,20 +385,26 @@ export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<
       const tier: ColdTier = { kStage: (j) => kRows + j * el.rowBytes, vStage: (j) => kRows + (n + j) * el.rowBytes, readRows: () => 0 };
       const cold = Int32Array.from({ length: n }, (_, i) => i);
       let l = 0;
-      const recMs = timeOf(() => {
-        r.restore(l, cold, n, tier);
+      // Between two restores of a layer the rest of the forward pass runs: stream a buffer larger than the CPU
+      // caches first, so the projection weights are no warmer than in use.
+      let sink = 0;
+      const recompute = (rows: number) => timeOf(() => {
+        for (let i = 0; i < host.length; i += 64) sink += host[i]!;
+        r.restore(l, cold, rows, tier);
         l = (l + 1) % proj.nLayers;
         return r.lastComputeMs;
-      }, 10, Math.max(7, proj.nLayers));
-      const threads = kern.threads;
-      const overlap = cfg.link.async || threads > 1;
-      // Overlapping on threads alone: the main thread copies while the others recompute.
-      const share = !cfg.link.async && threads > 1 ? (threads - 1) / threads : 1;
-      const perToken = recMs / 1000 / n;
-      const rates: KvprRates = {
-        readBytesPerSec: (chunk * 1000) / readMs,
-        matmulFlopsPerSec: ((2 * proj.hidden * 2 * proj.kvDim) / perToken) * share,
-        overlap,
+      }, 30, Math.max(7, proj.nLayers));
+      const manyMs = recompute(n);
+      const oneMs = recompute(1);
+      if (sink < 0) throw new RangeError('unreachable');
+      const perTokenS = Math.max(manyMs - oneMs, manyMs / (2 * n)) / 1000 / (n - 1);
+      const rates: RestoreRates = {
+        readBytesPerSec: (pieces * chunk * 1000) / readMs,
+        matmulFlopsPerSec: (2 * proj.hidden * 2 * proj.kvDim) / perTokenS,
+        // Transfers of a bandwidth-limited tier need no thread; on host memory the main thread copies while the
+        // workers recompute (Kernels.parallel's alongside), then joins them.
+        overlap: cfg.link.async || kern.threads > 1,
+        recomputeFixedS: Math.max(0, oneMs / 1000 - perTokenS),
       };
       byProj.set(key, rates);
       return rates;

@@ -1,20 +1,20 @@
 /**
- * npm run bench:kvpr [-- --prompt 640 --hot 128 --steps 5 --bw host,200e6,50e6 --threads N --out bench-kvpr.json]:
+ * npm run bench:kvpr [-- --prompt 640 --hot 128 --steps 7 --bw host,200e6,50e6 --threads N --out bench-kvpr.json]:
  * does KVPR's cost model pick the fastest restore split? For an MHA shape (stories15M: dim 288, 6 heads, Q8_0) and a
  * GQA shape (TinyLlama-1.1B, 4 layers: dim 2048, 32 heads / 4 KV heads, Q4_0), written by the project's GGUF writer
  * (synth-models.ts), and for each cold-tier bandwidth (host memory, and simulated slower tiers), a tiered cache
  * holding `hot` rows per layer is filled with a prompt; then decode steps run with the split forced to l = 0, a few
  * points between, the model's l and l = s, each step rolled back so every step restores the same s cold rows per
- * layer. Prints predicted (kvprTime with the rates measured at start-up) against measured restore time per layer
- * (median over steps), marks the model's l and the fastest measured l, and says whether the model's choice is within
- * 10% of the fastest. Writes JSON.
+ * layer, in `steps` rounds over all splits. Prints predicted (restoreTime: KVPR's T(l) plus the fixed cost of a recompute, from the rates measured at
+ * start-up) against measured restore time per layer (median over steps), marks the model's l and the fastest
+ * measured l, and says whether the model's choice is within 10% of the fastest. Writes JSON.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
 import type { TieredKVCache } from '../../engine/kv/tiered.js';
 import type { Session } from '../../engine/session.js';
-import { kvprSplit, kvprTime } from '../../engine/tiers/kvpr.js';
+import { chooseSplit, restoreTime } from '../../engine/tiers/restore.js';
 import { ensureModel } from './synth-models.js';
 
 const argv = process.argv.slice(2);
@@ -24,7 +24,7 @@ const flag = (name: string, def: string) => {
 };
 const prompt = Number(flag('prompt', '640'));
 const hot = Number(flag('hot', '128'));
-const steps = Number(flag('steps', '5'));
+const steps = Number(flag('steps', '7'));
 const threads = argv.includes('--threads') ? Number(flag('threads', '1')) : undefined;
 const bandwidths = flag('bw', 'host,200e6,50e6').split(',').map((b) => (b === 'host' ? undefined : Number(b)));
 const out = flag('out', 'bench-kvpr.json');
@@ -63,30 +63,31 @@ for (const name of shapes) {
     for (let at = 0; at < prompt; at += 64) await s.eval(p.slice(at, at + 64));
     const cache = cacheOf(s);
     const { shape, rates } = cache.restoreModel();
-    /** Median restore ms per layer over `steps` decode steps with split l (each rolled back). */
-    const measure = async (l: number): Promise<number> => {
+    /** Restore ms per layer of one decode step with split l (rolled back after). */
+    const step = async (l: number, i: number): Promise<number> => {
       cache.setRestore({ l });
-      const times: number[] = [];
-      for (let i = 0; i < steps; i++) {
-        const before = s.kvStats().tiers!.restore.restoreMs;
-        await s.eval([3 + i]);
-        times.push((s.kvStats().tiers!.restore.restoreMs - before) / hp.nLayers);
-        s.truncate(prompt);
-      }
-      times.sort((a, b) => a - b);
-      return times[times.length >> 1]!;
+      const before = s.kvStats().tiers!.restore.restoreMs;
+      await s.eval([3 + i]);
+      const ms = (s.kvStats().tiers!.restore.restoreMs - before) / hp.nLayers;
+      s.truncate(prompt);
+      return ms;
     };
-    await measure(0); // warm-up, and the cold count of a step
+    await step(0, 0); // warm-up, and the cold count of a step
     const cold = s.kvStats().tiers!.restore.lastSplit.s;
     const sh = shape(cold);
-    const modelL = kvprSplit(sh, rates).l;
+    const modelL = chooseSplit(sh, rates);
     const ls = [...new Set([0, Math.round(cold / 8), Math.round(cold / 4), Math.round(cold / 2), Math.round((3 * cold) / 4), modelL, cold])].sort((a, b) => a - b);
-    const points: Point[] = [];
-    for (const l of ls) {
-      const measuredMs = await measure(l);
-      points.push({ l, predictedMs: 1000 * kvprTime(sh, rates, l), measuredMs, model: l === modelL });
-      log(`  l ${l}: ${measuredMs.toFixed(2)} ms\n`);
+    // Rounds over all splits, so that a change in the machine's load falls on every split alike; median per split.
+    const times = ls.map(() => [] as number[]);
+    for (let round = 0; round < steps; round++) {
+      for (let k = 0; k < ls.length; k++) times[k]!.push(await step(ls[k]!, round));
     }
+    const points: Point[] = ls.map((l, k) => {
+      const t = times[k]!.sort((a, b) => a - b);
+      const measuredMs = t[t.length >> 1]!;
+      log(`  l ${l}: ${measuredMs.toFixed(2)} ms\n`);
+      return { l, predictedMs: 1000 * restoreTime(sh, rates, l), measuredMs, model: l === modelL };
+    });
     s.dispose();
     const fastest = points.reduce((a, b) => (b.measuredMs < a.measuredMs ? b : a));
     const mine = points.find((q) => q.model)!;
