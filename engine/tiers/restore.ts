@@ -224,8 +224,8 @@ export class Restorer {
    */
   restore(l: number, cold: Int32Array, s: number, tier: ColdTier, promotion = false): void {
     if (s === 0) return;
+    const lr = promotion ? s : this.split(s); // before the clock: the first 'auto' split measures the rates
     const t0 = now();
-    const lr = promotion ? s : this.split(s);
     const { link, element: el } = this.cfg;
     // One link: the activations of the first lr rows arrive first, then the stored rows of the rest.
     const actDone = link.transfer(lr * this.actRow);
@@ -340,9 +340,10 @@ function timeOf(fn: () => number, minMs: number, minReps: number): number {
 
 /**
  * The rates of KVPR's cost model for this projector, cold tier and thread count, measured on the kernels (cached per
- * projector and configuration): the tier's read bandwidth (copies of RESTORE_ROWS stored rows from a host buffer
- * larger than the caches, through the link), and the recompute's per-token time at RESTORE_ROWS rows (random
- * activations through every layer's projections in turn).
+ * projector and configuration, a few tens of milliseconds once): the tier's read bandwidth (layer-sized reads from a
+ * host buffer larger than the CPU caches, through the link), and the recompute's per-token and fixed time (restores
+ * of RESTORE_ROWS rows and of one row through every layer in turn, random layer inputs, caches flushed between). It
+ * uses a scratch restorer of its own: a few arena buffers of RESTORE_ROWS rows, freed before it returns.
  */
 export function measureRestoreRates(kern: Kernels, proj: KVProjector, cfg: Pick<RestoreConfig, 'link' | 'activations' | 'element' | 'contextLength'>): RestoreRates {
   const key = `${cfg.link.bytesPerSec}|${cfg.activations}|${cfg.element.type}|${kern.threads}`;
