@@ -56,10 +56,11 @@ export interface ResolvedKVOptions {
   blockSize: number;
   budgetBytes: number | undefined;
   type: KVType;
-  restore: RestoreMode;
-  coldKeep: 'kv' | 'activations';
-  activations: ActivationType;
-  coldBandwidth: number | undefined;
+  /** The tiered policy's restore options (defaults filled in); absent for the other policies. */
+  restore?: RestoreMode;
+  coldKeep?: 'kv' | 'activations';
+  activations?: ActivationType;
+  coldBandwidth?: number;
 }
 
 export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
@@ -101,7 +102,8 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
       if (v !== undefined) throw new OptionError(`kv.${name}`, `applies to the tiered policy, not ${policy}`);
     }
   }
-  return { policy, r, blockSize, budgetBytes, type, restore, coldKeep, activations, coldBandwidth };
+  const base = { policy, r, blockSize, budgetBytes, type };
+  return policy === 'tiered' ? { ...base, restore, coldKeep, activations, ...(coldBandwidth === undefined ? {} : { coldBandwidth }) } : base;
 }
 
 const RESTORE_FORMS = "'read', 'recompute', 'auto' or { l: integer >= 0 }";

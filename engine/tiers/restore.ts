@@ -20,6 +20,7 @@
 import { GGMLType } from '../gguf/types.js';
 import { OptionError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
+import { kvElement } from '../kv/element.js';
 import type { KVElement } from '../kv/element.js';
 import { now } from '../kv/length.js';
 import { ColdLink } from './cold-link.js';
@@ -115,7 +116,10 @@ export function restoreArenaBytes(p: KVProjector | undefined, cfg: Pick<RestoreC
   return n * p.hidden * 4 + (cfg.activations === 'f16' ? n * p.hidden * 2 : 0) + 2 * p.actScratchBytes(n) + 2 * n * p.kvDim * 4 + n * p.headDim * 4;
 }
 
-/** Rates per projector and configuration: measured once per model (a start-up cost of a few milliseconds). */
+/** The f16 row conversion of the KV kernels, reused for layer inputs. */
+const F16_ROWS = kvElement('f16', 1, 8);
+
+/** Rates per projector and configuration: measured once per model (a start-up cost of tens of milliseconds). */
 const RATES = new WeakMap<KVProjector, Map<string, RestoreRates>>();
 
 export class Restorer {
@@ -189,8 +193,8 @@ export class Restorer {
     }
     for (let i = 0; i < n; i += RESTORE_ROWS) {
       const m = Math.min(RESTORE_ROWS, n - i);
-      // kv_store_rows with the f16 element type: f32 -> IEEE half, rounded to nearest even.
-      this.kern.k.kv_store_rows(1, 0, x + i * p.hidden * 4, this.xh, m, p.hidden, p.hidden * 2);
+      // The f16 KV element's conversion: f32 -> IEEE half, rounded to nearest even.
+      this.kern.k.kv_store_rows(F16_ROWS.id, 0, x + i * p.hidden * 4, this.xh, m, p.hidden, p.hidden * 2);
       host.set(this.kern.u8(this.xh, m * this.actRow), (pos0 + i) * this.actRow);
     }
   }
