@@ -26,3 +26,4 @@ export type { ByteSource } from './gguf/source.js';
 export { TraceRecorder, readTrace, writeTrace } from './tiers/trace.js';
 export type { AttentionTrace, TraceMeta, TraceRecorderOptions } from './tiers/trace.js';
 export type { TierStats } from './kv/tiered.js';
+export type { ActivationType, RestoreMode, RestoreRates, RestoreStats } from './tiers/restore.js';

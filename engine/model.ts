@@ -202,7 +202,7 @@ export class Model {
     const hp = this.graph.hp;
     const o = opts.kv === undefined ? this.kvOpts : validateKVOptions(opts.kv);
     const rule = opts.kv === undefined ? this.kvRule : undefined;
-    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec);
+    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec, this.graph.projector);
     let tracer: AttentionTracer | undefined;
     if (opts.trace !== undefined) {
       if (!(opts.trace instanceof TraceRecorder)) throw new OptionError('trace', 'expected a TraceRecorder');

@@ -5,7 +5,7 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVFlag, parseKVTypeFlag, validateKVOptions } from '../kv/options.js';
+import { parseKVFlag, parseKVRestoreFlag, parseKVTypeFlag, validateKVOptions } from '../kv/options.js';
 import type { TierPlacement } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
@@ -44,6 +44,10 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'kv-placement', type: 'string', help: 'tiered: attention (move tokens by the attention mass, default) | first-come' },
   { name: 'kv-migration-ratio', type: 'number', help: 'tiered: fraction R of the beneficial swaps made per step, in [0, 1] (default 1)' },
   { name: 'kv-max-migrations', type: 'int', help: 'tiered: most promotions per layer and step (default: no cap)' },
+  { name: 'kv-restore', type: 'string', help: 'tiered: restore cold rows by read | recompute | auto | L (recompute the first L of each layer\'s cold rows from kept layer inputs; auto: KVPR cost model) (default read)' },
+  { name: 'kv-cold-keep', type: 'string', help: 'tiered: the cold tier keeps kv (default) | activations (layer inputs only; every cold row is recomputed)' },
+  { name: 'kv-activations', type: 'string', help: 'tiered with --kv-restore: store kept layer inputs as f32 (exact) | f16 (default f32)' },
+  { name: 'kv-cold-bandwidth', type: 'number', help: 'tiered: simulate a slower cold tier (disk, network) read at this many bytes/s (default: host memory)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
@@ -89,12 +93,26 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
   if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const restore = flags['kv-restore'] === undefined ? undefined : parseKVRestoreFlag(flags['kv-restore'] as string);
+  const activations = flags['kv-activations'] as string | undefined;
+  if (activations !== undefined && activations !== 'f32' && activations !== 'f16') throw new OptionError('--kv-activations', `"${activations}": expected f32 or f16`);
+  const coldBandwidth = flags['kv-cold-bandwidth'] as number | undefined;
+  if (coldBandwidth !== undefined && !(coldBandwidth > 0 && Number.isFinite(coldBandwidth))) throw new OptionError('--kv-cold-bandwidth', `${coldBandwidth} is not a positive number of bytes/s`);
+  const coldKeep = flags['kv-cold-keep'] as string | undefined;
+  if (coldKeep !== undefined && coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('--kv-cold-keep', `"${coldKeep}": expected kv or activations`);
   const tierFlags = {
     ...(flags['kv-placement'] === undefined ? {} : { placement: flags['kv-placement'] as TierPlacement }),
     ...(flags['kv-migration-ratio'] === undefined ? {} : { migrationRatio: flags['kv-migration-ratio'] as number }),
     ...(flags['kv-max-migrations'] === undefined ? {} : { maxMigrationsPerStep: flags['kv-max-migrations'] as number }),
+    ...(restore === undefined ? {} : { restore }),
+    ...(coldKeep === undefined ? {} : { coldKeep: coldKeep as 'kv' | 'activations' }),
+    ...(activations === undefined ? {} : { activations: activations as 'f32' | 'f16' }),
+    ...(coldBandwidth === undefined ? {} : { coldBandwidth }),
   };
-  const tierFlag = { placement: '--kv-placement', migrationRatio: '--kv-migration-ratio', maxMigrationsPerStep: '--kv-max-migrations' } as const;
+  const tierFlag = {
+    placement: '--kv-placement', migrationRatio: '--kv-migration-ratio', maxMigrationsPerStep: '--kv-max-migrations',
+    restore: '--kv-restore', coldKeep: '--kv-cold-keep', activations: '--kv-activations', coldBandwidth: '--kv-cold-bandwidth',
+  } as const;
   const givenTierFlag = (Object.keys(tierFlags) as (keyof typeof tierFlag)[])[0];
   if (givenTierFlag !== undefined && budget === undefined) throw new OptionError(tierFlag[givenTierFlag], 'applies to the tiered cache (give --kv-budget)');
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
@@ -170,6 +188,11 @@ async function cmdRun(argv: string[]): Promise<void> {
       err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer; ${tiers.hotRows} rows hot, ${tiers.coldRows} cold (host ${formatBytes(tiers.hostBytes)})\n`);
       err(`kv migrations: ${tiers.promotions} promotions (${formatBytes(tiers.promotedBytes)} host -> arena), ${tiers.demotions} demotions (0 B: rows are written through), ` +
         `over ${tiers.placementSteps} placement steps (at most ${tiers.maxPromotionsPerStep} promotions in one); staged ${formatBytes(tiers.stagedBytes)}, written through ${formatBytes(tiers.hostWrittenBytes)}\n`);
+      const r = tiers.restore;
+      if (r.mode !== 'read' || tiers.coldBandwidth !== undefined) {
+        err(`kv restore: ${r.mode}${tiers.coldBandwidth !== undefined ? ` (cold tier ${formatBytes(tiers.coldBandwidth)}/s, simulated)` : ''}: ${r.recomputedRows} rows recomputed, ${r.readRows} read, ` +
+          `${r.restoreMs.toFixed(1)} ms; last split l ${r.lastSplit.l} of ${r.lastSplit.s}${r.rates ? `; rates: read ${formatBytes(r.rates.readBytesPerSec)}/s, recompute ${(r.rates.matmulFlopsPerSec / 1e9).toFixed(2)} GFLOP/s` : ''}\n`);
+      }
     }
     if (recorder) {
       const bytes = recorder.finish();

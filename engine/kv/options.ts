@@ -6,6 +6,7 @@
 import { OptionError } from '../errors.js';
 import { DEFAULT_KV_TYPE, KV_TYPES } from './element.js';
 import type { KVType } from './element.js';
+import type { ActivationType, RestoreMode } from '../tiers/restore.js';
 
 export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto' | 'tiered';
 
@@ -36,6 +37,26 @@ export interface KVOptions {
   migrationRatio?: number;
   /** `tiered` only: the most promotions per layer and step, an integer >= 0 (default: no cap). */
   maxMigrationsPerStep?: number;
+  /**
+   * `tiered` only: how cold rows are restored for attention (engine/tiers/restore.ts). 'read' (default) reads their
+   * stored K/V; 'recompute' recomputes them all from the layer inputs the cache then keeps; { l } recomputes the
+   * first l and reads the rest; 'auto' picks l with KVPR's cost model from rates measured at start-up.
+   */
+  restore?: RestoreMode;
+  /**
+   * `tiered` only: what the cold tier keeps of each row: 'kv' (default; plus the layer input when restore needs it)
+   * or 'activations', the layer input instead of K and V (half the host bytes of an f32 MHA row; restore is then
+   * 'recompute', the default with this option).
+   */
+  coldKeep?: 'kv' | 'activations';
+  /** `tiered` with restore: how the kept layer inputs are stored, 'f32' (default; recomputed rows are exact) or 'f16'. */
+  activations?: ActivationType;
+  /**
+   * `tiered` only: simulate a slower cold tier (a disk, a network store) by limiting reads from it to this many
+   * bytes/s; transfers then proceed without a CPU thread and overlap computation (engine/tiers/cold-link.ts).
+   * Default: host memory at full speed.
+   */
+  coldBandwidth?: number;
 }
 
 export type TierPlacement = 'attention' | 'first-come';
@@ -59,6 +80,11 @@ export interface ResolvedKVOptions {
   placement: TierPlacement;
   migrationRatio: number;
   maxMigrationsPerStep: number;
+  /** The tiered policy's restore options (defaults filled in); absent for the other policies. */
+  restore?: RestoreMode;
+  coldKeep?: 'kv' | 'activations';
+  activations?: ActivationType;
+  coldBandwidth?: number;
 }
 
 export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
@@ -83,7 +109,45 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   if (policy === 'tiered' && budgetBytes === undefined) throw new OptionError('kv.budgetBytes', 'the tiered policy needs a budget (--kv-budget BYTES)');
   const type = o?.type ?? DEFAULT_KV_TYPE;
   if (!KV_TYPES.includes(type)) throw new OptionError('kv.type', `"${String(type)}" is not one of ${KV_TYPES.join(', ')}`);
-  return { policy, r, blockSize, budgetBytes, type, ...validatePlacement(o, policy) };
+  const coldKeep = o?.coldKeep ?? 'kv';
+  if (coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('kv.coldKeep', `"${String(coldKeep)}" is not one of kv, activations`);
+  const restore = validateRestore(o?.restore ?? (coldKeep === 'activations' ? 'recompute' : undefined));
+  if (coldKeep === 'activations' && restore !== 'recompute') {
+    throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore)}`);
+  }
+  const activations = o?.activations ?? 'f32';
+  if (activations !== 'f32' && activations !== 'f16') throw new OptionError('kv.activations', `"${String(activations)}" is not one of f32, f16`);
+  const coldBandwidth = o?.coldBandwidth;
+  if (coldBandwidth !== undefined && (typeof coldBandwidth !== 'number' || !(coldBandwidth > 0) || !Number.isFinite(coldBandwidth))) {
+    throw new OptionError('kv.coldBandwidth', `${String(coldBandwidth)} is not a positive number of bytes/s`);
+  }
+  if (policy !== 'tiered') {
+    for (const [name, v] of [['restore', o?.restore], ['coldKeep', o?.coldKeep], ['activations', o?.activations], ['coldBandwidth', coldBandwidth]] as const) {
+      if (v !== undefined) throw new OptionError(`kv.${name}`, `applies to the tiered policy, not ${policy}`);
+    }
+  }
+  const base = { policy, r, blockSize, budgetBytes, type, ...validatePlacement(o, policy) };
+  return policy === 'tiered' ? { ...base, restore, coldKeep, activations, ...(coldBandwidth === undefined ? {} : { coldBandwidth }) } : base;
+}
+
+const RESTORE_FORMS = "'read', 'recompute', 'auto' or { l: integer >= 0 }";
+
+function validateRestore(v: unknown): RestoreMode {
+  if (v === undefined) return 'read';
+  if (v === 'read' || v === 'recompute' || v === 'auto') return v;
+  if (v !== null && typeof v === 'object' && Object.keys(v).length === 1) {
+    const l = (v as { l?: unknown }).l;
+    if (typeof l === 'number' && Number.isInteger(l) && l >= 0 && l <= MAX_ROWS) return { l };
+  }
+  throw new OptionError('kv.restore', `${JSON.stringify(v) ?? String(v)} is not ${RESTORE_FORMS}`);
+}
+
+/** Parses `--kv-restore read|recompute|auto|L` (L: tokens to recompute per layer). */
+export function parseKVRestoreFlag(text: string): RestoreMode {
+  const t = typeof text === 'string' ? text.trim() : '';
+  if (t === 'read' || t === 'recompute' || t === 'auto') return t;
+  if (/^[0-9]+$/.test(t) && Number(t) <= MAX_ROWS) return { l: Number(t) };
+  throw new OptionError('--kv-restore', `"${String(text)}": expected read, recompute, auto or a number of tokens`);
 }
 
 function validatePlacement(o: KVOptions | undefined, policy: KVPolicyName): ResolvedTierPlacement {

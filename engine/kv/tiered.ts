@@ -15,6 +15,13 @@
  * and f32 rows for the projections' output (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget).
  * The hot slots get what the budget leaves; too small a budget for the sinks and the window is an OptionError.
  *
+ * Restore (engine/tiers/restore.ts): a Restorer fills the staging rows before each layer's attention: by reading
+ * the stored rows ('read', the default) or, with `restore` 'auto' / 'recompute' / { l }, by recomputing some from the
+ * layer inputs it keeps (KVPR); with `coldKeep: 'activations'` the cold tier holds only those inputs, and every cold
+ * row is recomputed, for attention and for promotion alike. `coldBandwidth` makes the cold tier a simulated slower
+ * one (ColdLink): every read from it (staging, restore, promotion) takes at least bytes / bandwidth. The restore
+ * scratch is counted in the budget.
+ *
  * Placement: one EmaPlacement per layer (engine/tiers/placement.ts): sinks and the recent window stay hot. The
  * attention mass that drives the EMA comes from the attention kernel itself (attn_mass: the last row's softmax
  * weights summed over the heads, from the block weights and maxima the kernel already has; the output bits do not
@@ -35,6 +42,10 @@ import { kvElement } from './element.js';
 import type { KVElement, KVType } from './element.js';
 import { DEFAULT_TIER_PLACEMENT } from './options.js';
 import type { ResolvedTierPlacement } from './options.js';
+import { ColdLink } from '../tiers/cold-link.js';
+import { Restorer, restoreArenaBytes } from '../tiers/restore.js';
+import type { ActivationType, ColdTier, KVProjector, RestoreMode, RestoreRates, RestoreStats } from '../tiers/restore.js';
+import type { KvprShape } from '../tiers/kvpr.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
@@ -66,8 +77,23 @@ export interface TierStats {
   stagedBytes: number;
   /** Bytes written arena -> host (each new row, K and V, once). */
   hostWrittenBytes: number;
-  /** Host bytes held by the cold tier. */
+  /** Host bytes held by the cold tier (K/V rows, and saved activations when restore keeps them). */
   hostBytes: number;
+  /** The simulated cold-tier bandwidth (bytes/s; absent: host memory, no limit). */
+  coldBandwidth?: number;
+  /** How cold rows were restored for attention. */
+  restore: RestoreStats;
+}
+
+/** Restore and cold-tier options of a tiered cache (validated by kv/options.ts). */
+export interface TierOptions {
+  restore?: RestoreMode;
+  /** What the cold tier keeps of a row: its K/V ('kv', default) or only its layer input ('activations'). */
+  coldKeep?: 'kv' | 'activations';
+  activations?: ActivationType;
+  coldBandwidth?: number;
+  /** The model's K/V projections (needed unless restore is 'read'). */
+  projector?: KVProjector;
 }
 
 /** Arena bytes of the attention-mass buffers (none for first-come placement). */
@@ -77,11 +103,11 @@ function massBytes(shape: KVShape, mass: boolean): number {
   return m.exp + m.out;
 }
 
-/** Arena bytes of a tiered cache with `hot` slots per layer. */
-function arenaBytes(shape: KVShape, el: KVElement, hot: number, mass: boolean): number {
+/** Arena bytes of a tiered cache with `hot` slots per layer (`extra`: the restore scratch). */
+function arenaBytes(shape: KVShape, el: KVElement, hot: number, mass: boolean, extra = 0): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
-  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + massBytes(shape, mass);
+  return 2 * L * C * 4 + 2 * L * hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + massBytes(shape, mass) + extra;
 }
 
 export class TieredKVCache extends KVLength implements KVCache {
@@ -112,9 +138,17 @@ export class TieredKVCache extends KVLength implements KVCache {
   private readonly massOf: Float32Array[] = [];
   private readonly massLen: Int32Array;
   private disposed = false;
+  private readonly link: ColdLink;
+  private readonly keepKV: boolean;
+  private readonly restorer: Restorer;
+  private readonly restoreBytes: number;
+  private readonly cold: Int32Array;
+  private readonly single = new Int32Array(1);
+  /** The cold tier as the restorer sees it: staging rows of the layer being restored, and reads of stored rows. */
+  private readonly tier: ColdTier;
 
   constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32',
-    readonly placement: ResolvedTierPlacement = DEFAULT_TIER_PLACEMENT) {
+    readonly placement: ResolvedTierPlacement = DEFAULT_TIER_PLACEMENT, opts: TierOptions = {}) {
     super();
     const mass = placement.placement === 'attention';
     if (mass && !(shape.nHeads !== undefined && shape.nHeads >= shape.nKVHeads)) throw new RangeError('tiered KV: the shape needs nHeads for attention-mass placement');
@@ -125,12 +159,23 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.rb = this.element.rowBytes;
     const L = shape.nLayers;
     const C = shape.contextLength;
-    const fixed = arenaBytes(shape, this.element, 0, mass);
+    const restore = { mode: opts.restore ?? 'read', activations: opts.activations ?? 'f32' } as const;
+    this.restoreBytes = restoreArenaBytes(opts.projector, restore);
+    const fixed = arenaBytes(shape, this.element, 0, mass, this.restoreBytes);
     const hot = Math.min(C, Math.floor((budgetBytes - fixed) / (2 * L * this.rb)));
     const pinned = Math.min(C, SINKS + WINDOW);
     if (!(hot >= pinned)) {
-      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned, mass)} bytes in all)`);
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging${mass ? ', attention mass' : ''}${this.restoreBytes ? ', restore' : ''}) and ${pinned} hot rows per layer (${arenaBytes(shape, this.element, pinned, mass, this.restoreBytes)} bytes in all)`);
     }
+    this.link = new ColdLink(opts.coldBandwidth ?? Infinity);
+    this.keepKV = opts.coldKeep !== 'activations';
+    if (!this.keepKV && restore.mode !== 'recompute') throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore.mode)}`);
+    this.cold = new Int32Array(C);
+    this.tier = {
+      kStage: (j) => this.kStage(j),
+      vStage: (j) => this.vStage(j),
+      readRows: (l, positions, from, to) => this.readRows(l, positions, from, to),
+    };
     this.hotRows = hot;
     this.newRows = new StagingRows(kern, this.rowFloats);
     const ptrs: number[] = [];
@@ -141,7 +186,15 @@ export class TieredKVCache extends KVLength implements KVCache {
     } catch (e) {
       for (const p of ptrs) kern.free(p);
       this.newRows.dispose();
-      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, mass), e.limit);
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, mass, this.restoreBytes), e.limit);
+      throw e;
+    }
+    try {
+      this.restorer = new Restorer(kern, { ...restore, link: this.link, element: this.element, contextLength: C }, opts.projector);
+    } catch (e) {
+      for (const p of ptrs) kern.free(p);
+      this.newRows.dispose();
+      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, hot, mass, this.restoreBytes), e.limit);
       throw e;
     }
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
@@ -209,9 +262,17 @@ export class TieredKVCache extends KVLength implements KVCache {
     if (this.slotOf[l]![j]! >= 0) return;
     const s = this.free[l]!.pop();
     if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
-    mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+    if (this.keepKV) {
+      const done = this.link.transfer(2 * this.rb);
+      const mem = new Uint8Array(this.kern.memory.buffer);
+      mem.set(this.hostK[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.kSlot(l, s));
+      mem.set(this.hostV[l]!.subarray(j * this.rb, (j + 1) * this.rb), this.vSlot(l, s));
+      this.link.waitUntil(done);
+    } else {
+      // Only the layer input is kept: recompute the row straight into its slot.
+      this.single[0] = j;
+      this.restorer.restore(l, this.single, 1, { kStage: () => this.kSlot(l, s), vStage: () => this.vSlot(l, s), readRows: () => 0 }, true);
+    }
     this.promoted += 2 * this.rb;
     this.point(l, j, s);
   }
@@ -237,7 +298,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const d = this.pending[l]!;
     for (const j of d.demote) this.demote(l, j);
     const cold = new Set(d.cold);
-    this.ensureHost(l, pos0 + n);
+    if (this.keepKV) this.ensureHost(l, pos0 + n);
     for (let i = 0; i < n; i++) {
       const j = pos0 + i;
       let s = -1;
@@ -249,12 +310,42 @@ export class TieredKVCache extends KVLength implements KVCache {
       const kDst = s < 0 ? this.kStage(j) : this.kSlot(l, s);
       const vDst = s < 0 ? this.vStage(j) : this.vSlot(l, s);
       this.newRows.store(this.element, i, kDst, vDst, 1);
+      if (!this.keepKV) continue;
       const mem = new Uint8Array(this.kern.memory.buffer);
       this.hostK[l]!.set(mem.subarray(kDst, kDst + this.rb), j * this.rb);
       this.hostV[l]!.set(mem.subarray(vDst, vDst + this.rb), j * this.rb);
     }
     this.written += 2 * n * this.rb;
     for (const j of d.promote) if (j < pos0) this.promote(l, j);
+  }
+
+  saveInputs(l: number, x: number, n: number): void {
+    this.restorer.saveInputs(l, this.len, x, n);
+  }
+
+  /**
+   * Copies the stored rows of positions[from..to) of layer l into their staging rows. Runs are joined across gaps of
+   * at most `gap` hot rows: placement by attention mass scatters the cold rows, and one copy per row costs more in
+   * call overhead than copying a few hot rows' host copies along (the tables point hot positions at their slots, so
+   * what staging holds for them is never read; the positions between two listed ones are hot, as the list holds every
+   * cold row in order).
+   */
+  private readRows(l: number, positions: Int32Array, from: number, to: number): number {
+    if (!this.keepKV && to > from) throw new RangeError('tiered KV: the cold tier keeps no K/V rows to read (coldKeep activations)');
+    const mem = new Uint8Array(this.kern.memory.buffer);
+    const rb = this.rb;
+    const gap = Math.max(1, Math.floor(STAGE_GAP_BYTES / rb));
+    for (let i = from; i < to; ) {
+      let e = i + 1;
+      while (e < to && positions[e]! - positions[e - 1]! - 1 <= gap) e++;
+      const j = positions[i]!;
+      const k = positions[e - 1]! + 1;
+      mem.set(this.hostK[l]!.subarray(j * rb, k * rb), this.kStage(j));
+      mem.set(this.hostV[l]!.subarray(j * rb, k * rb), this.vStage(j));
+      i = e;
+    }
+    this.staged += 2 * (to - from) * rb;
+    return 2 * (to - from) * rb;
   }
 
   /**
@@ -273,23 +364,11 @@ export class TieredKVCache extends KVLength implements KVCache {
     const { nKVHeads, headDim } = this.shape;
     const end = pos0 + nQ;
     if (end > this.len + this.reserved) throw new RangeError(`KV attention over ${end} rows (length ${this.len})`);
-    // Stage the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
+    // Restore the cold rows before this chunk (the chunk's own cold rows were written to staging by commitRows).
     const slot = this.slotOf[l]!;
-    const mem = new Uint8Array(this.kern.memory.buffer);
-    const rb = this.rb;
-    // Runs of cold rows, joined across gaps of at most `gap` hot rows: placement by attention mass scatters the cold
-    // rows, and one copy per row costs more in call overhead than copying a few hot rows' host copies along (the
-    // tables point hot positions at their slots, so what staging holds for them is never read).
-    const gap = Math.max(1, Math.floor(STAGE_GAP_BYTES / rb));
-    for (let j = 0; j < Math.min(end, pos0); ) {
-      if (slot[j]! >= 0) { j++; continue; }
-      let e = j + 1;
-      for (let h = e; h < pos0 && h - e <= gap; h++) if (slot[h]! < 0) e = h + 1;
-      mem.set(this.hostK[l]!.subarray(j * rb, e * rb), this.kStage(j));
-      mem.set(this.hostV[l]!.subarray(j * rb, e * rb), this.vStage(j));
-      this.staged += 2 * (e - j) * rb;
-      j = e;
-    }
+    let s = 0;
+    for (let j = 0; j < pos0; j++) if (slot[j]! < 0) this.cold[s++] = j;
+    this.restorer.restore(l, this.cold, s, this.tier);
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
     let mass: { exp: number; out: number } | undefined;
     if (this.massExp !== 0 && nQ > 0) {
@@ -323,7 +402,20 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
   }
 
+  /** The restore's cost model inputs: its shape for s cold tokens and the measured rates (measuring them on first
+   *  use), for benches and tests that compare its predictions with timings. */
+  restoreModel(): { shape: (s: number) => KvprShape; rates: RestoreRates } {
+    return { shape: (s) => this.restorer.shape(s), rates: this.restorer.restoreRates() };
+  }
+
+  /** Changes the restore split of later steps (a cache created with restore other than 'read'). */
+  setRestore(mode: RestoreMode): void {
+    if (!this.keepKV && mode !== 'recompute') throw new OptionError('kv.restore', 'the cold tier keeps only layer inputs: every cold row is recomputed');
+    this.restorer.setMode(mode);
+  }
+
   tierStats(): TierStats {
+    const restore = this.restorer.stats();
     let hot = 0;
     for (const p of this.place) hot += p.hotCount;
     let promotions = 0;
@@ -338,7 +430,9 @@ export class TieredKVCache extends KVLength implements KVCache {
       budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, hotRows: hot, coldRows: this.len * this.shape.nLayers - hot,
       placementSteps: steps, promotions, demotions, maxPromotionsPerStep: this.maxPromoted,
       promotedBytes: this.promoted, stagedBytes: this.staged, hostWrittenBytes: this.written,
-      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0),
+      hostBytes: this.hostK.reduce((a, h) => a + 2 * h.length, 0) + restore.activationBytes,
+      ...(this.link.async ? { coldBandwidth: this.link.bytesPerSec } : {}),
+      restore,
     };
   }
 
@@ -347,7 +441,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     const bytes = 2 * L * this.hotRows * this.rb;
     return {
       policy: 'tiered', type: this.element.type, layout: `tiered:${this.hotRows}`, length: this.len, capacity: this.capacity,
-      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows, this.massExp !== 0) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
+      bytes, peakBytes: bytes, overheadBytes: arenaBytes(this.shape, this.element, this.hotRows, this.massExp !== 0, this.restoreBytes) - bytes + this.newRows.bytes - 2 * STAGE_ROWS * this.rowFloats * 4,
       growths: 0, bytesCopied: 0, growthMs: 0, tiers: this.tierStats(),
     };
   }
@@ -357,6 +451,7 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.disposed = true;
     for (const p of [this.tables, this.hot, this.stageRows, this.massExp, this.massOut]) if (p) this.kern.free(p);
     this.newRows.dispose();
+    this.restorer.dispose();
     this.tables = this.hot = this.stageRows = this.massExp = this.massOut = 0;
     this.len = 0;
   }

@@ -327,17 +327,19 @@ export class Kernels {
 
   /**
    * Runs kernel calls, each split by its range across the pool's threads (see runtime/pool.ts), as one job; without
-   * a pool, each call runs whole on this thread.
+   * a pool, each call runs whole on this thread. `alongside` runs on this thread while the workers compute (before
+   * the calls when there are no workers to overlap with).
    */
-  parallel(calls: PoolCall[]): void {
+  parallel(calls: PoolCall[], alongside?: () => void): void {
     if (this.pool) {
       let work = 0;
       for (const c of calls) work += c.work ?? Infinity;
       if (work >= poolMinWork) {
-        this.pool.run(calls);
+        this.pool.run(calls, alongside);
         return;
       }
     }
+    alongside?.();
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     for (const c of calls) k[c.fn]!(...c.args);
   }
