@@ -283,7 +283,7 @@ describe('KV caches return the arena', () => {
 describe('KV options', () => {
   it('validates every field with an OptionError naming it', () => {
     expect(validateKVOptions(undefined)).toEqual({
-      policy: 'bmc', r: 64, blockSize: 16, budgetBytes: undefined, type: 'f32',
+      policy: 'auto', r: 64, blockSize: 16, budgetBytes: undefined, type: 'f32',
       placement: 'attention', migrationRatio: 1, maxMigrationsPerStep: Infinity, // tiered only; the defaults elsewhere
     });
     expect(() => validateKVOptions({ policy: 'paged', maxMigrationsPerStep: 2 })).toThrow(/kv\.maxMigrationsPerStep.*tiered/);

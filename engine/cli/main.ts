@@ -38,7 +38,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
   { name: 'threads', short: 't', type: 'int', help: 'threads: this one plus N-1 workers over shared memory (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
-  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
+  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default auto)' },
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'kv-placement', type: 'string', help: 'tiered: attention (move tokens by the attention mass, default) | first-come' },

@@ -13,7 +13,7 @@ export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto' | 'tie
 export const KV_POLICIES: readonly KVPolicyName[] = ['static', 'concat', 'bmc', 'paged', 'auto', 'tiered'];
 
 export interface KVOptions {
-  /** How the cache grows (default 'bmc'). */
+  /** How the cache grows (default 'auto'). */
   policy?: KVPolicyName;
   /** Spare rows per growth for `bmc` (default 64). */
   r?: number;
@@ -87,7 +87,8 @@ export interface ResolvedKVOptions {
   coldBandwidth?: number;
 }
 
-export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
+// auto: BMC with R from the analytical model (a calibration of a few ms on the first session of a model).
+export const DEFAULT_KV_POLICY: KVPolicyName = 'auto';
 export const DEFAULT_BMC_R = 64;
 export const DEFAULT_BLOCK_SIZE = 16;
 const MAX_ROWS = 1 << 20;
