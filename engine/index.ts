@@ -29,3 +29,4 @@ export type { TierStats } from './kv/tiered.js';
 export type { ColdStore, SyncFile } from './kv/cold-store.js';
 export type { WarmType } from './kv/element.js';
 export { openOpfsColdFile } from './adapters/opfs.js';
+export type { ActivationType, RestoreMode, RestoreRates, RestoreStats } from './tiers/restore.js';

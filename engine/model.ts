@@ -153,7 +153,7 @@ export function planMemory(header: GGUFHeader, hp: LlamaHParams, contextLength: 
 }
 
 function kvShape(hp: LlamaHParams, contextLength: number): KVShape {
-  return { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, contextLength };
+  return { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, contextLength, nHeads: hp.nHeads };
 }
 
 export class Model {
@@ -203,7 +203,7 @@ export class Model {
     const hp = this.graph.hp;
     const o = opts.kv === undefined ? this.kvOpts : validateKVOptions(opts.kv);
     const rule = opts.kv === undefined ? this.kvRule : undefined;
-    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec);
+    const kv = createKVCache(this.kern, kvShape(hp, this.graph.contextLength), o, rule, kSpec, this.graph.projector);
     let tracer: AttentionTracer | undefined;
     if (opts.trace !== undefined) {
       if (!(opts.trace instanceof TraceRecorder)) throw new OptionError('trace', 'expected a TraceRecorder');

@@ -22,11 +22,7 @@ export class Session {
     private readonly isAlive: () => boolean,
     private readonly onDispose?: () => void,
     private readonly tracer?: AttentionTracer,
-  ) {
-    // A tiered cache places tokens by the attention mass the tracer computes.
-    const observe = (kv as { observe?: (l: number, mass: ArrayLike<number>) => void }).observe;
-    if (tracer && observe) tracer.onLastRow = (l, m) => observe.call(kv, l, m);
-  }
+  ) {}
 
   /** Whether dispose() was called or the model was disposed (the session can no longer be used). */
   get isDisposed(): boolean {

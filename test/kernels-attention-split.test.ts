@@ -1,6 +1,8 @@
 // attendSplit (engine/kv/attend.ts) and attn_merge_split (wasm/attention_split.ts): one query row over two disjoint
 // row sets, each read at its own type, merged in a fixed order. Against float64 attention over the union (f32 sets),
-// SIMD merge = scalar twin bit for bit, and q8_0 rows in set B within q8_0's error of the f32 result.
+// SIMD merge = scalar twin bit for bit, and q8_0 rows in set B within q8_0's error of the f32 result. The attention
+// mass of the split row (attn_mass_split, for the tiered cache's placement), mapped back from the sets' table order to
+// positions, against float64 softmax weights summed over the heads.
 import { describe, expect, it } from 'vitest';
 import { Kernels } from '../engine/runtime/kernels.js';
 import { AttentionWorkspace, attendSplit, runHere, splitFits } from '../engine/kv/attend.js';
@@ -26,6 +28,26 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, n: number,
     for (let j = 0; j < n; j++) for (let e = 0; e < hd; e++) out[h * hd + e] += (s[j]! / sum) * v[j * rowF + g * hd + e]!;
   }
   return out;
+}
+
+/** float64 attention mass of one query row: per position, its softmax probability summed over the heads. */
+function referenceMass(q: Float32Array, k: Float32Array, n: number, nHeads: number, nKV: number, hd: number, scale: number): Float64Array {
+  const mass = new Float64Array(n);
+  const rowF = nKV * hd;
+  for (let h = 0; h < nHeads; h++) {
+    const g = Math.floor(h / (nHeads / nKV));
+    const s = new Float64Array(n);
+    for (let j = 0; j < n; j++) {
+      let d = 0;
+      for (let e = 0; e < hd; e++) d += q[h * hd + e]! * k[j * rowF + g * hd + e]!;
+      s[j] = d * scale;
+    }
+    const m = Math.max(...s);
+    let sum = 0;
+    for (let j = 0; j < n; j++) sum += (s[j] = Math.exp(s[j]! - m));
+    for (let j = 0; j < n; j++) mass[j] += s[j]! / sum;
+  }
+  return mass;
 }
 
 describe('attendSplit', () => {
@@ -77,6 +99,66 @@ describe('attendSplit', () => {
       expect(worst, bType).toBeLessThanOrEqual(tol);
       if (bType === 'q8_0') expect(worst).toBeGreaterThan(0);
       for (const p of [src, rowsA, rowsB, tabs, qp, ...outs]) K.free(p);
+    }
+    ws.dispose();
+  });
+
+  it.each([[300, 2, 2, 32], [200, 4, 2, 16], [129, 2, 1, 8], [700, 4, 1, 16]] as const)('attention mass of %i rows, %i heads over %i KV heads of %i: per position against float64, SIMD = scalar twin', async (n, nHeads, nKV, hd) => {
+    const K = await Kernels.create();
+    const r = rng(3 * n + hd);
+    const rowF = nKV * hd;
+    // Scores spread wide enough that the blocks' maxima differ (the mass must rescale each block by its own).
+    const kf = randomF32(r, n * rowF, 3);
+    const vf = randomF32(r, n * rowF, 1);
+    const q = randomF32(r, nHeads * hd, 1);
+    const scale = 1 / Math.sqrt(hd);
+    const ref = referenceMass(q, kf, n, nHeads, nKV, hd, scale);
+    const ws = new AttentionWorkspace(K, { nHeads, headDim: hd, contextLength: n, batch: 2 });
+    const inB = (j: number) => j < n - 1 && (j % 3 === 1 || (j > 150 && j < 400));
+    const f32 = kvElement('f32', nKV, hd);
+    for (const bType of ['f32', 'q8_0'] as const) {
+      const bel = kvElement(bType, nKV, hd);
+      const src = K.alloc(2 * n * rowF * 4);
+      K.write(src, kf);
+      K.write(src + n * rowF * 4, vf);
+      const rowsA = K.alloc(2 * n * f32.rowBytes);
+      const rowsB = K.alloc(2 * n * bel.rowBytes);
+      K.k.kv_store_rows(f32.id, 0, src, rowsA, 2 * n, rowF, f32.rowBytes);
+      K.k.kv_store_rows(bel.id, bel.qBlock, src, rowsB, 2 * n, rowF, bel.rowBytes);
+      const tabs = K.alloc(4 * 4 * n);
+      const qp = K.alloc(q.byteLength);
+      K.write(qp, q);
+      const out = K.alloc(4 * nHeads * hd);
+      const exp = K.alloc(4 * nHeads * n);
+      const massOut = [K.alloc(4 * n), K.alloc(4 * n)];
+      const t = new Uint32Array(K.memory.buffer, tabs, 4 * n);
+      let a = 0, b = 0;
+      for (let j = 0; j < n; j++) {
+        if (inB(j)) { t[2 * n + b] = rowsB + j * bel.rowBytes; t[3 * n + b] = rowsB + (n + j) * bel.rowBytes; b++; }
+        else { t[a] = rowsA + j * f32.rowBytes; t[n + a] = rowsA + (n + j) * f32.rowBytes; a++; }
+      }
+      expect(splitFits(ws, nHeads, hd, a, b)).toBe(true);
+      const view = (k: number, v: number, el: KVElement) => ({ kTable: tabs + 4 * k, vTable: tabs + 4 * v, blockRows: 1, el });
+      attendSplit(K, ws, view(0, n, f32), a, view(2 * n, 3 * n, bel), b,
+        { q: qp, out, nHeads, nKVHeads: nKV, headDim: hd, qStride: nHeads * hd, scale, mass: { exp, out: massOut[0]! } }, runHere(K));
+      const sbA = Math.ceil(a / 128);
+      const partB = ws.part + nHeads * sbA * (hd + 4) * 4;
+      K.k.attn_mass_split_scalar(ws.part, sbA, exp, a, partB, Math.ceil(b / 128), exp + 4 * nHeads * a, b, massOut[1]!, massOut[1]! + 4 * a, nHeads, hd);
+      const got = K.f32(massOut[0]!, n).slice();
+      expect([...K.f32(massOut[1]!, n)]).toEqual([...got]);
+      // Back to positions: A's rows then B's, each in ascending positions.
+      const byPos = new Float64Array(n);
+      let ia = 0, ib = a;
+      for (let j = 0; j < n; j++) byPos[j] = inB(j) ? got[ib++]! : got[ia++]!;
+      const tol = bType === 'f32' ? 1e-6 : 0.02;
+      let worst = 0, total = 0;
+      for (let j = 0; j < n; j++) {
+        worst = Math.max(worst, Math.abs(byPos[j]! - ref[j]!));
+        total += byPos[j]!;
+      }
+      expect(worst, bType).toBeLessThanOrEqual(tol);
+      expect(total).toBeCloseTo(nHeads, 4);
+      for (const p of [src, rowsA, rowsB, tabs, qp, out, exp, ...massOut]) K.free(p);
     }
     ws.dispose();
   });

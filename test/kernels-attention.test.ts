@@ -1,12 +1,15 @@
 // The attention kernel (wasm/attention.ts) and the KV row store: the SIMD kernel against its scalar twin (bit for
 // bit) and both against float64 attention over the exactly decoded rows, for f32, f16 and q8 rows (blocks of 8, 16,
 // 32), GQA, contiguous and paged tables of any block size, any split of the work items and any number of query rows
-// per call (all bit-identical), and rows past the causal end never read.
+// per call (all bit-identical), and rows past the causal end never read. The optional attention mass of the last row
+// (attn_mass): the same bits from both twins, any split, layout and row count; the output unchanged by it; and close to
+// the f64 trace path (engine/tiers/attention-mass.ts) over the decoded rows.
 import { describe, expect, it } from 'vitest';
 import { Kernels } from '../engine/runtime/kernels.js';
 import { ATTN_SEQ_BLOCK, CONTIGUOUS_BLOCK_ROWS, attnQueryBytes, attnScratchBytes } from '../engine/kv/attend.js';
 import { kvElement } from '../engine/kv/element.js';
 import type { KVElement, KVType } from '../engine/kv/element.js';
+import { attentionMass } from '../engine/tiers/attention-mass.js';
 import { fr, halfToNumber, numberToHalf, randomF32, rng, roundHalfEven } from './kernels-ref.js';
 
 /** Index of the first element whose bits differ, or -1. */
@@ -143,7 +146,7 @@ type Variant = 'simd' | 'scalar';
  * then the merge. Rows are processed `rowsPerCall` at a time, like engine/kv/attend.ts.
  */
 function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows: number }, vt: { table: number; blockRows: number },
-  pq: number, variant: Variant, opts: { splits?: number[]; rowsPerCall?: number } = {}): Float32Array {
+  pq: number, variant: Variant, opts: { splits?: number[]; rowsPerCall?: number; mass?: (m: Float32Array) => void } = {}): Float32Array {
   const { nQ, nHeads, nKv, hd, pos0 } = c;
   const qStride = nHeads * hd + 1, outStride = nHeads * hd + 2;
   const scale = Math.fround(1 / Math.sqrt(hd));
@@ -156,6 +159,10 @@ function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows:
   K.f32(po, nQ * outStride).fill(NaN);
   const P = variant === 'simd' ? K.k.attn_partials : K.k.attn_partials_scalar;
   const M = variant === 'simd' ? K.k.attn_merge : K.k.attn_merge_scalar;
+  const total = pos0 + nQ;
+  const massExp = opts.mass ? K.alloc(nHeads * total * 4) : 0;
+  const massOut = opts.mass ? K.alloc(total * 4 + 16) : 0;
+  if (opts.mass) K.f32(massOut, total + 4).fill(NaN);
   for (let r0 = 0; r0 < nQ; r0 += per) {
     const n = Math.min(per, nQ - r0);
     const items = nKv * Math.ceil((pos0 + r0 + n) / ATTN_SEQ_BLOCK);
@@ -163,9 +170,23 @@ function run(K: Kernels, c: Case, el: KVElement, kt: { table: number; blockRows:
     K.k.attn_queries(el.id, el.qBlock, pq + r0 * qStride * 4, qq, nHeads, hd, qStride, 0, n);
     for (let s = 0; s + 1 < cuts.length; s++) {
       P(pq + r0 * qStride * 4, qq, kt.table, vt.table, kt.blockRows, el.id, el.qBlock, part, scratch, n, nHeads, nKv, hd, pos0 + r0,
-        el.rowBytes, qStride, scale, cuts[s]!, cuts[s + 1]!);
+        el.rowBytes, qStride, scale, cuts[s]!, cuts[s + 1]!, r0 + n === nQ ? massExp : 0);
     }
     M(part, po + r0 * outStride * 4, n, nHeads, hd, pos0 + r0, outStride, 0, n);
+    if (opts.mass && r0 + n === nQ) {
+      // Positions split in uneven parts, as threads would.
+      const A = variant === 'simd' ? K.k.attn_mass : K.k.attn_mass_scalar;
+      const cut = Math.min(total, 5);
+      A(part, massExp, massOut, n, nHeads, hd, pos0 + r0, 0, cut);
+      A(part, massExp, massOut, n, nHeads, hd, pos0 + r0, cut, total);
+    }
+  }
+  if (opts.mass) {
+    const m = K.f32(massOut, total + 4).slice();
+    for (let x = total; x < total + 4; x++) expect(Number.isNaN(m[x]!)).toBe(true); // nothing past the positions
+    opts.mass(m.subarray(0, total));
+    K.free(massExp);
+    K.free(massOut);
   }
   const got = K.f32(po, nQ * outStride).slice();
   K.free(po);
@@ -225,6 +246,33 @@ describe('attention kernel', () => {
       check(run(K, c, el, paged[0], paged[1], pq, 'simd', { splits: [2] }), `paged:${B} simd`);
       check(run(K, c, el, paged[0], paged[1], pq, 'scalar'), `paged:${B} scalar`);
     }
+    // The last row's attention mass: the twins and every split, layout and row count give the same bits, the
+    // output is unchanged by computing it, and it matches the f64 trace path over the decoded rows.
+    let mass0: Float32Array | undefined;
+    const checkMass = (what: string, opts: { splits?: number[]; rowsPerCall?: number }, variant: Variant, kt = contiguous[0], vt = contiguous[1]) => {
+      let m: Float32Array | undefined;
+      check(run(K, c, el, kt, vt, pq, variant, { ...opts, mass: (x) => { m = x.slice(); } }), `${what} with mass`);
+      if (!mass0) { mass0 = m; return; }
+      const at = firstBitDiff(mass0, m!);
+      if (at >= 0) expect.fail(`${what}: mass of position ${at} is ${m![at]}, the scalar twin gives ${mass0[at]}`);
+    };
+    checkMass('scalar', {}, 'scalar');
+    checkMass('simd', {}, 'simd');
+    checkMass('simd, split', { splits: [1, 2, 5] }, 'simd');
+    checkMass('scalar, 3 rows per call', { rowsPerCall: 3, splits: [3] }, 'scalar');
+    const paged3 = [placeRows(K, r, el, kBytes, total, 3), placeRows(K, r, el, vBytes, total, 3)] as const;
+    checkMass('paged:3 simd', { splits: [2] }, 'simd', paged3[0], paged3[1]);
+    const last = qRef.subarray((c.nQ - 1) * qStride, (c.nQ - 1) * qStride + c.nHeads * c.hd);
+    const refMass = attentionMass(last, decodeRows(el, kBytes, rowF), total, { nLayers: 1, nHeads: c.nHeads, nKVHeads: c.nKv, headDim: c.hd }, Math.fround(1 / Math.sqrt(c.hd)));
+    let worstMass = 0;
+    let sum = 0;
+    for (let j = 0; j < total; j++) {
+      worstMass = Math.max(worstMass, Math.abs(mass0![j]! - refMass[j]!));
+      sum += mass0![j]!;
+    }
+    expect(worstMass).toBeLessThan(2e-6 * c.nHeads);
+    expect(Math.abs(sum - c.nHeads)).toBeLessThan(1e-4 * c.nHeads);
+
     // Each row alone, as a decode step at its own position, gives its row of the batched result.
     for (let i = 0; i < c.nQ; i += Math.max(1, Math.floor(c.nQ / 3))) {
       const one = run(K, { ...c, nQ: 1, pos0: c.pos0 + i }, el, contiguous[0], contiguous[1], pq + i * qStride * 4, 'simd');

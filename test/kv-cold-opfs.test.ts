@@ -44,7 +44,8 @@ describe('tiered KV cache: OPFS cold store (headless Chromium, dedicated worker)
     expect(r.coldStore).toBe('opfs');
     expect(r.coldRows as number).toBeGreaterThan((r.rows as number) / 2);
     expect(r.stagedBytes as number).toBeGreaterThan(0);
-    expect(r.arena as number).toBeLessThanOrEqual(170000);
+    expect(r.budget).toBe(170000 + 4 * 9 * 256);
+    expect(r.arena as number).toBeLessThanOrEqual(r.budget as number);
     expect(r.during).toEqual(['bmc-llm-kv-test.bin']);
     expect(r.after).toEqual([]);
     // A string, so that vitest does not rewrite the page's dynamic import.

@@ -282,7 +282,11 @@ describe('KV caches return the arena', () => {
 
 describe('KV options', () => {
   it('validates every field with an OptionError naming it', () => {
-    expect(validateKVOptions(undefined)).toEqual({ policy: 'bmc', r: 64, blockSize: 16, budgetBytes: undefined, type: 'f32', warm: 'none', warmFraction: 0.5, cold: 'memory', coldPath: undefined });
+    expect(validateKVOptions(undefined)).toEqual({
+      policy: 'auto', r: 64, blockSize: 16, budgetBytes: undefined, type: 'f32', warm: 'none', warmFraction: 0.5, cold: 'memory', coldPath: undefined,
+      placement: 'attention', migrationRatio: 1, maxMigrationsPerStep: Infinity, // tiered only; the defaults elsewhere
+    });
+    expect(() => validateKVOptions({ policy: 'paged', maxMigrationsPerStep: 2 })).toThrow(/kv\.maxMigrationsPerStep.*tiered/);
     expect(validateKVOptions({ type: 'q8_0' })).toMatchObject({ type: 'q8_0' });
     expect(() => validateKVOptions({ type: 'q4_0' as KVType })).toThrow(/kv\.type/);
     expect(validateKVOptions({ policy: 'paged', blockSize: 7 })).toMatchObject({ policy: 'paged', blockSize: 7 });

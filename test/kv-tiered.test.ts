@@ -1,7 +1,8 @@
 /**
  * The tiered KV cache (engine/kv/tiered.ts): hot rows in the arena, cold rows in host memory staged for attention.
  * Both tiers hold the cache's element type, so logits must equal the untiered engine's bit for bit while most rows
- * are cold; the arena bytes stay within the budget; and a long run over a tiny synthetic model completes under a
+ * are cold; the arena bytes stay within the budget; placement runs from the kernel's attention mass at every step
+ * (migrations counted, bounded by the migration options); and a long run over a tiny synthetic model completes under a
  * budget holding 1/8 of the rows.
  */
 import { join } from 'node:path';
@@ -16,9 +17,12 @@ import { MODELS } from './shared-paths.js';
 const arenaBytes = (s: KVStats) => s.bytes + s.overheadBytes;
 const ids = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => 1 + ((i * 7919 + 13) % (vocab - 1)));
 
-/** The smallest budget with `hot` slots per layer: fixed bytes + hot rows (see tiered.ts arenaBytes). */
-function budgetFor(L: number, ctx: number, rowBytes: number, rowFloats: number, hot: number): number {
-  return 2 * L * ctx * 4 + 2 * L * hot * rowBytes + 2 * ctx * rowBytes + 2 * 128 * rowFloats * 4;
+/**
+ * The smallest budget with `hot` slots per layer: fixed bytes + hot rows (see tiered.ts arenaBytes), with the
+ * attention-mass buffers (nHeads weights and one mass per position) unless nHeads is 0 (first-come placement).
+ */
+function budgetFor(L: number, ctx: number, rowBytes: number, rowFloats: number, hot: number, nHeads: number): number {
+  return 2 * L * ctx * 4 + 2 * L * hot * rowBytes + 2 * ctx * rowBytes + 2 * 128 * rowFloats * 4 + (nHeads > 0 ? 4 * (nHeads + 1) * ctx : 0);
 }
 
 describe('tiered KV cache', () => {
@@ -29,7 +33,7 @@ describe('tiered KV cache', () => {
       const hp = m.info.hparams!;
       const rowFloats = hp.nKVHeads * hp.headDim;
       const rowBytes = kvElement(type, hp.nKVHeads, hp.headDim).rowBytes;
-      const budget = budgetFor(hp.nLayers, ctx, rowBytes, rowFloats, 48);
+      const budget = budgetFor(hp.nLayers, ctx, rowBytes, rowFloats, 48, hp.nHeads);
       const plain = m.createSession({ kv: { type } });
       const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type } });
       const prompt = ids(150, hp.nVocab);
@@ -53,25 +57,50 @@ describe('tiered KV cache', () => {
     }
   });
 
-  it('places tokens by attention mass when the session traces: promotions happen, logits unchanged', async () => {
+  it('places tokens by the kernel\'s attention mass at every step, without a trace: migrations counted, logits unchanged', async () => {
     const ctx = 256;
     const m = await loadModel(join(MODELS, 'stories260K.gguf'), { contextLength: ctx, batchSize: 16 });
     try {
       const hp = m.info.hparams!;
       const rowFloats = hp.nKVHeads * hp.headDim;
-      const budget = budgetFor(hp.nLayers, ctx, rowFloats * 4, rowFloats, 40);
+      const budget = budgetFor(hp.nLayers, ctx, rowFloats * 4, rowFloats, 40, hp.nHeads);
       const plain = m.createSession();
-      const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget }, trace: new TraceRecorder({ nLayers: hp.nLayers, topK: 8 }) });
+      const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget } });
+      const capped = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, maxMigrationsPerStep: 1 } });
+      const still = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, migrationRatio: 0 } });
+      const firstCome = m.createSession({ kv: { policy: 'tiered', budgetBytes: budgetFor(hp.nLayers, ctx, rowFloats * 4, rowFloats, 40, 0), placement: 'first-come' } });
+      const all = [tiered, capped, still, firstCome];
       const prompt = ids(64, hp.nVocab);
-      expect(await tiered.eval(prompt)).toEqual(await plain.eval(prompt));
-      for (let i = 0; i < 80; i++) {
+      const want = await plain.eval(prompt);
+      for (const s of all) expect(await s.eval(prompt)).toEqual(want);
+      const steps = 80;
+      for (let i = 0; i < steps; i++) {
         const t = [(i * 17 + 3) % hp.nVocab];
-        expect(await tiered.eval(t)).toEqual(await plain.eval(t));
+        const w = await plain.eval(t);
+        for (const s of all) expect(await s.eval(t)).toEqual(w);
       }
       const st = tiered.kvStats().tiers!;
+      // One placement step per layer for each chunk of the prompt (16 rows) and each decode step.
+      expect(st.placementSteps).toBe(hp.nLayers * (64 / 16 + steps));
       expect(st.promotions).toBeGreaterThan(0);
-      expect(st.promotedBytes).toBeGreaterThan(0);
-      expect(arenaBytes(tiered.kvStats())).toBeLessThanOrEqual(budget);
+      expect(st.promotedBytes).toBe(st.promotions * 2 * rowFloats * 4);
+      expect(st.hostWrittenBytes).toBe(hp.nLayers * (64 + steps) * 2 * rowFloats * 4);
+      expect(st.maxPromotionsPerStep).toBeGreaterThan(1);
+      const cs = capped.kvStats().tiers!;
+      expect(cs.promotions).toBeGreaterThan(0);
+      expect(cs.maxPromotionsPerStep).toBe(1);
+      expect(still.kvStats().tiers!.promotions).toBe(0);
+      const fs = firstCome.kvStats().tiers!;
+      expect(fs.promotions).toBe(0);
+      expect(fs.placementSteps).toBe(0);
+      for (const s of all) expect(arenaBytes(s.kvStats())).toBeLessThanOrEqual(s === firstCome ? budgetFor(hp.nLayers, ctx, rowFloats * 4, rowFloats, 40, 0) : budget);
+      // With a trace recorded too (the f64 path), placement is the same: it comes from the kernel either way.
+      const traced = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget }, trace: new TraceRecorder({ nLayers: hp.nLayers, topK: 8 }) });
+      await traced.eval(prompt);
+      for (let i = 0; i < steps; i++) await traced.eval([(i * 17 + 3) % hp.nVocab]);
+      // Times are not counts: the restore's and the staging/expansion clocks.
+      const counts = (t: NonNullable<KVStats['tiers']>) => ({ ...t, stageMs: 0, expandMs: 0, restore: { ...t.restore, restoreMs: 0 } });
+      expect(counts(traced.kvStats().tiers!)).toEqual(counts(st));
     } finally {
       m.dispose();
     }
@@ -103,6 +132,15 @@ describe('tiered KV cache', () => {
       expect(() => m.createSession({ kv: { policy: 'tiered' } })).toThrow(OptionError);
       expect(() => m.createSession({ kv: { policy: 'tiered' } })).toThrow(/kv\.budgetBytes/);
       expect(() => m.createSession({ kv: { policy: 'tiered', budgetBytes: 1000 } })).toThrow(/kv\.budgetBytes/);
+      const tiered = { policy: 'tiered' as const, budgetBytes: 1 << 20 };
+      for (const [kv, field] of [
+        [{ ...tiered, migrationRatio: 1.5 }, 'migrationRatio'], [{ ...tiered, migrationRatio: NaN }, 'migrationRatio'],
+        [{ ...tiered, maxMigrationsPerStep: -1 }, 'maxMigrationsPerStep'], [{ ...tiered, maxMigrationsPerStep: 0.5 }, 'maxMigrationsPerStep'],
+        [{ ...tiered, placement: 'lru' }, 'placement'], [{ policy: 'bmc', migrationRatio: 0.5 }, 'migrationRatio'],
+      ] as const) {
+        expect(() => m.createSession({ kv: kv as never })).toThrow(OptionError);
+        expect(() => m.createSession({ kv: kv as never })).toThrow(new RegExp(`kv\\.${field}`));
+      }
     } finally {
       m.dispose();
     }

@@ -23,6 +23,11 @@ import { TraceRecorder } from '../engine/tiers/trace.js';
 import { MODELS } from './shared-paths.js';
 
 const arenaBytes = (s: KVStats) => s.bytes + s.overheadBytes;
+/**
+ * A budget of `pools` bytes for the tables, staging and pools, plus the attention-mass buffers the cache adds for its
+ * placement ((n_heads + 1) f32 per context position), so that the pools get what they got before those existed.
+ */
+const withMass = (m: Model, ctx: number, pools: number) => pools + 4 * (m.info.hparams!.nHeads + 1) * ctx;
 const ids = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => 1 + ((i * 7919 + 13) % (vocab - 1)));
 
 /** Relative L2 error of b against a, and whether their argmax agree. */
@@ -62,7 +67,7 @@ describe('tiered KV cache: cold stores', () => {
     try {
       const hp = m.info.hparams!;
       const plain = m.createSession({ kv: { type } });
-      const budget = type === 'f32' ? 170_000 : 83_000; // about 48 hot rows per layer
+      const budget = withMass(m, 256, type === 'f32' ? 170_000 : 83_000); // about 48 hot rows per layer
       const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type, cold: 'file', coldPath: dir } });
       expect(readdirSync(dir)).toHaveLength(1);
       const prompt = ids(150, hp.nVocab);
@@ -97,8 +102,8 @@ describe('tiered KV cache: warm tier', () => {
       const got: Record<string, { worst: number; mean: number; agreement: number }> = {};
       for (const warm of ['q8_0', 'q4_0'] as const) {
         const plain = m.createSession();
-        const budget = 300_000;
-        // The tracer feeds attention mass to the placements, so rows also move between tiers.
+        const budget = withMass(m, 512, 300_000);
+        // The kernel's attention mass drives the placements at every step, so rows also move between tiers.
         const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, warm }, trace: new TraceRecorder({ nLayers: hp.nLayers, topK: 4 }) });
         await plain.eval(prompt);
         await s.eval(prompt);
@@ -132,8 +137,8 @@ describe('tiered KV cache: warm tier', () => {
     try {
       const hp = m.info.hparams!;
       const plain = m.createSession({ kv: { type } });
-      const budget = type === 'f16' ? 200_000 : 160_000;
-      // Traced, so cold rows are promoted to warm: compressed from their cold copies at the cache's type.
+      const budget = withMass(m, 512, type === 'f16' ? 200_000 : 160_000);
+      // Placed by the mass, so cold rows are promoted to warm: compressed from their cold copies at the cache's type.
       const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type, warm }, trace: new TraceRecorder({ nLayers: hp.nLayers, topK: 4 }) });
       const prompt = ids(100, hp.nVocab);
       await plain.eval(prompt);
@@ -152,6 +157,54 @@ describe('tiered KV cache: warm tier', () => {
     }
   });
 
+  it('split reads give the placements the kernel\'s attention mass at every step, mapped back to positions', async () => {
+    const m = await stories();
+    try {
+      const hp = m.info.hparams!;
+      type Inner = { massOf: Float32Array[]; splitTables: number };
+      const open = () => m.createSession({ kv: { policy: 'tiered', budgetBytes: withMass(m, 512, 300_000), warm: 'q8_0' } });
+      const split = open();
+      const expand = open();
+      (expand as unknown as { kv: Inner }).kv.splitTables = 0; // no compact tables: this one expands its warm rows
+      const prompt = ids(300, hp.nVocab);
+      await split.eval(prompt);
+      await expand.eval(prompt);
+      // Same state after the prefill (both expanded); one decode step each way, over the same rows.
+      const t = [7];
+      await split.eval(t);
+      await expand.eval(t);
+      const a = (split as unknown as { kv: Inner }).kv.massOf;
+      const b = (expand as unknown as { kv: Inner }).kv.massOf;
+      const st = split.kvStats().tiers!;
+      expect(st.splitReads).toBe(hp.nLayers);
+      expect(expand.kvStats().tiers!.splitReads).toBe(0);
+      expect(st.warmRows).toBeGreaterThan(0);
+      for (let l = 0; l < hp.nLayers; l++) {
+        let worst = 0, l1 = 0, total = 0;
+        for (let j = 0; j <= prompt.length; j++) {
+          const d = Math.abs(a[l]![j]! - b[l]![j]!);
+          worst = Math.max(worst, d);
+          l1 += d;
+          total += a[l]![j]!;
+        }
+        // The two differ only by the q8_0 rounding of the query for the warm rows read in registers (head size 8:
+        // a few hundredths at most); a mass mapped to the wrong positions is off by about the whole mass (L1 ~ 7-16).
+        expect(worst, `layer ${l}`).toBeLessThan(0.05);
+        expect(l1, `layer ${l}`).toBeLessThan(0.025 * hp.nHeads);
+        expect(total).toBeCloseTo(hp.nHeads, 3);
+      }
+      // Every decode step of every layer was applied to the placements, the split ones included.
+      const before = st.placementSteps;
+      for (let i = 0; i < 10; i++) await split.eval([(i * 31 + 5) % hp.nVocab]);
+      const after = split.kvStats().tiers!;
+      expect(after.splitReads).toBe(11 * hp.nLayers);
+      expect(after.placementSteps).toBe(before + 10 * hp.nLayers);
+      expect(after.warmPromotions + after.promotions).toBeGreaterThan(0);
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('warm q8_0 rows read in registers: the logits do not depend on the thread count', async () => {
     const logits: Float32Array[][] = [];
     for (const threads of [1, 2]) {
@@ -159,7 +212,7 @@ describe('tiered KV cache: warm tier', () => {
       try {
         const hp = m.info.hparams!;
         expect(m.info.threads).toBe(threads);
-        const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: 300_000, warm: 'q8_0' } });
+        const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: withMass(m, 512, 300_000), warm: 'q8_0' } });
         const out: Float32Array[] = [await s.eval(ids(300, hp.nVocab))];
         for (let i = 0; i < 20; i++) out.push(await s.eval([(i * 31 + 5) % hp.nVocab]));
         expect(s.kvStats().tiers!.splitReads).toBeGreaterThan(0);
@@ -176,7 +229,7 @@ describe('tiered KV cache: warm tier', () => {
     try {
       const hp = m.info.hparams!;
       const plain = m.createSession();
-      const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: 300_000, warm: 'q8_0' } });
+      const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: withMass(m, 512, 300_000), warm: 'q8_0' } });
       const prompt = ids(300, hp.nVocab);
       await plain.eval(prompt);
       await s.eval(prompt);
@@ -202,7 +255,8 @@ describe('tiered KV cache: warm tier', () => {
     const m = await loadModel(join(MODELS, 'stories260K.gguf'), { contextLength: 256, batchSize: 16 });
     try {
       const hp = m.info.hparams!;
-      for (const [budget, warmFraction, warm] of [[200_000, 0.3, 'q8_0'], [250_000, 0.2, 'q8_0'], [250_000, 0.6, 'q4_0'], [400_000, 0.5, 'q4_0']] as const) {
+      for (const [pools, warmFraction, warm] of [[200_000, 0.3, 'q8_0'], [250_000, 0.2, 'q8_0'], [250_000, 0.6, 'q4_0'], [400_000, 0.5, 'q4_0']] as const) {
+        const budget = withMass(m, 256, pools);
         const s = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, warm, warmFraction } });
         await s.eval(ids(200, hp.nVocab));
         const st = s.kvStats();
@@ -211,7 +265,7 @@ describe('tiered KV cache: warm tier', () => {
         expect(st.tiers!.hotRowsPerLayer).toBeGreaterThanOrEqual(36);
         s.dispose();
       }
-      expect(() => m.createSession({ kv: { policy: 'tiered', budgetBytes: 150_000, warm: 'q8_0', warmFraction: 0.05 } })).toThrow(/kv\.budgetBytes/);
+      expect(() => m.createSession({ kv: { policy: 'tiered', budgetBytes: withMass(m, 256, 150_000), warm: 'q8_0', warmFraction: 0.05 } })).toThrow(/kv\.budgetBytes/);
     } finally {
       m.dispose();
     }
@@ -219,6 +273,21 @@ describe('tiered KV cache: warm tier', () => {
 });
 
 describe('tiered KV cache options', () => {
+  it('resolved options validate again unchanged (a draft model reuses them), for every policy and all tier fields', async () => {
+    const { validateKVOptions } = await import('../engine/kv/options.js');
+    const all = [
+      { policy: 'tiered', budgetBytes: 1e6, warm: 'q8_0', warmFraction: 0.3, cold: 'file', coldPath: tmpdir(), placement: 'attention',
+        migrationRatio: 0.5, maxMigrationsPerStep: 3, restore: { l: 4 }, activations: 'f16', coldBandwidth: 1e8 },
+      { policy: 'tiered', budgetBytes: 1e6, coldKeep: 'activations', placement: 'first-come' },
+      { policy: 'tiered', budgetBytes: 1e6, warm: 'q4_0', restore: 'auto' },
+      {}, { policy: 'bmc', r: 8 }, { policy: 'paged' }, { policy: 'concat', type: 'f16' },
+    ] as const;
+    for (const o of all) {
+      const r = validateKVOptions(o as never);
+      expect(validateKVOptions(r), JSON.stringify(o)).toEqual(r);
+    }
+  });
+
   it('names the field of every bad warm/cold option', async () => {
     const m = await loadModel(join(MODELS, 'stories260K.gguf'), { contextLength: 128 });
     try {

@@ -68,11 +68,27 @@ describe('bmc-llm run --trace', () => {
     const j = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static,reactive,online']).out);
     expect(j.steps).toBeGreaterThanOrEqual(40);
     expect(j.layers).toBe(5);
-    // --kv-budget: the tiered cache (placed by the traced attention mass) generates the same text.
-    const tiered = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace, '--kv-budget', '120000']);
+    // --kv-budget: the tiered cache (placed by the kernel's attention mass, with or without a trace) generates the
+    // same text and reports its migrations; --json carries them.
+    const tiered = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--trace', trace, '--kv-budget', '130000']);
     expect(tiered.status).toBe(0);
     expect(tiered.stdout).toBe(r.stdout);
-    expect(tiered.stderr).toMatch(/kv tiers: budget .*hot rows per layer.*promotions/);
+    expect(tiered.stderr).toMatch(/kv tiers: budget .*hot rows per layer/);
+    expect(tiered.stderr).toMatch(/kv migrations: [1-9]\d* promotions \(.+ host -> arena\), \d+ demotions/);
+    const js = run(['-n', '40', '--temp', '0', '--ignore-eos', '-c', '128', '--kv-budget', '130000', '--kv-max-migrations', '2', '--json']);
+    expect(js.status).toBe(0);
+    const out = JSON.parse(js.stdout);
+    expect(`${out.prompt}${out.text}\n`).toBe(r.stdout);
+    const t = out.stats.kv.tiers;
+    expect(t.promotions).toBeGreaterThan(0);
+    expect(t.maxPromotionsPerStep).toBeLessThanOrEqual(2);
+    expect(t.promotedBytes).toBe(t.promotions * 2 * 4 * 8 * 4); // K and V rows of 4 kv heads x 8 f32 (stories260K)
+    for (const [flags, name] of [[['--kv-migration-ratio', '2'], '--kv-migration-ratio'], [['--kv-placement', 'lru'], '--kv-placement']] as const) {
+      const e = run(['-n', '4', '--kv-budget', '130000', ...flags]);
+      expect(e.status).toBe(2);
+      expect(e.stderr).toContain(name);
+    }
+    expect(run(['-n', '4', '--kv-max-migrations', '3']).stderr).toMatch(/--kv-max-migrations.*--kv-budget/);
     expect(run(['-n', '4', '--kv', 'bmc:8', '--kv-budget', '120000']).stderr).toMatch(/--kv-budget/);
     // A warm q8_0 tier and cold rows in a temporary file (removed at exit).
     const coldDir = mkdtempSync(join(tmpdir(), 'bmc-cold-'));

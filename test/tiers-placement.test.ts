@@ -121,6 +121,40 @@ describe('EmaPlacement', () => {
     expect(c.observe([1, 1, 1, 1.6, 0, 1]).promote).toEqual([3]);
   });
 
+  it('only rows read at this step are promoted (they are staged; another would cost a slow-tier read)', () => {
+    const c = make({ capacity: 4, sinks: 0, window: 1, alpha: 0.5, hysteresis: 0, maxMigrationsPerStep: 1 });
+    c.append(6); // hot 0, 1, 2 and 5
+    const at = (hi: Record<number, number>) => Array.from({ length: 6 }, (_, i) => hi[i] ?? 0);
+    // Rows 3 and 4 both beat the hot rows; the cap lets one move.
+    expect(c.observe(at({ 0: 1, 1: 1, 3: 8, 4: 6, 5: 1 })).promote).toEqual([3]);
+    // Row 4 is not read now: its EMA still beats the coldest hot row's, but it stays cold.
+    const d = c.observe(at({ 0: 0.1, 1: 0.1, 3: 0.1, 5: 10 }));
+    expect(c.p.score(4)).toBeGreaterThan(Math.min(...[0, 1, 3].map((i) => c.p.score(i))));
+    expect(d.promote).toEqual([]);
+    // Read again, even weakly, it moves up.
+    expect(c.observe(at({ 0: 0.1, 1: 0.1, 3: 0.1, 4: 0.5, 5: 10 })).promote).toEqual([4]);
+  });
+
+  it("signal 'reads': every token read counts the same, whatever its mass; readShare sets what counts as read", () => {
+    const mass = [5, 1e-6, 0, 0.5, 1];
+    const p = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5, signal: 'reads' });
+    p.append(5);
+    p.observe(mass);
+    expect([0, 1, 2, 3, 4].map((i) => p.score(i))).toEqual([0.5, 0.5, 0, 0.5, 0.5]);
+    const q = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5, signal: 'reads', readShare: 0.05 });
+    q.append(5);
+    q.observe(mass); // shares 5/6.5, ~0, 0, 0.5/6.5, 1/6.5: rows 0, 3 and 4 are above 5%
+    expect([0, 1, 2, 3, 4].map((i) => q.score(i))).toEqual([0.5, 0, 0, 0.5, 0.5]);
+    // With alpha >= 0.5 the order is the most recent read first (least-recently-read eviction).
+    q.observe([0, 0, 0, 0, 1]);
+    q.observe([1, 0, 0, 0, 1]);
+    expect(q.score(0)).toBeGreaterThan(q.score(3));
+    const m = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5 });
+    m.append(5);
+    m.observe(mass);
+    expect(m.score(0)).toBeGreaterThan(m.score(3)); // by mass, the default
+  });
+
   it('truncate forgets rows past the new length and re-pins the window', () => {
     const c = make({ capacity: 6, sinks: 1, window: 2 });
     c.append(10); // hot 0..3, 8, 9
@@ -137,6 +171,8 @@ describe('EmaPlacement', () => {
     expect(() => new EmaPlacement({ capacity: 10, sinks: 4, window: 8 })).toThrow(/capacity/);
     expect(() => new EmaPlacement({ capacity: 40, alpha: 0 })).toThrow(/alpha/);
     expect(() => new EmaPlacement({ capacity: 40, migrationRatio: 2 })).toThrow(/migrationRatio/);
+    expect(() => new EmaPlacement({ capacity: 40, signal: 'sum' as never })).toThrow(/signal/);
+    expect(() => new EmaPlacement({ capacity: 40, readShare: 1 })).toThrow(/readShare/);
     const p = new EmaPlacement({ capacity: 40 });
     p.append(3);
     expect(() => p.observe([1, 2])).toThrow(/2 values for 3 rows/);

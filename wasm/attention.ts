@@ -509,7 +509,7 @@ export function attn_contiguous_rows(): i32 {
 
 @inline function partials(simd: bool, kt: i32, qb: i32, q: usize, qq: usize, ktab: usize, vtab: usize, block_rows: i32, part: usize,
   scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32, hd: i32, pos0: i32, row_bytes: i32, q_stride: i32,
-  scale: f32, w0: i32, w1: i32): void {
+  scale: f32, w0: i32, w1: i32, mass_exp: usize): void {
   const total = pos0 + n_q;
   const n_sb = (total + SEQ_BLOCK - 1) / SEQ_BLOCK;
   const group = n_heads / n_kv_heads;
@@ -557,6 +557,8 @@ export function attn_contiguous_rows(): i32 {
           scores(simd, KV_F16, qb, false, qp, 0, kp, n, hd, scale, sc);
         }
         blockSoftmax(simd, sc, n, r);
+        // The last row's block weights, kept for attn_mass (only they cover every position).
+        if (mass_exp != 0 && i == n_q - 1) memory.copy(mass_exp + ((<usize>h * <usize>total + <usize>j0) << 2), sc, <usize>n << 2);
         if (kt == KV_Q8) values(simd, KV_Q8, qb, sc, vp, n, hd, r + 16);
         else if (et == KV_F32) values(simd, KV_F32, qb, sc, vp, n, hd, r + 16);
         else values(simd, KV_F16, qb, sc, vp, n, hd, r + 16);
@@ -568,24 +570,82 @@ export function attn_contiguous_rows(): i32 {
 /**
  * Partial attention results of work items w0..w1-1, item w = b * n_kv_heads + g being kv head g (with all its query
  * heads) over sequence block b, for every row whose positions reach into the block. `qq`: the queries prepared by
- * attn_queries; `scratch`: attn_scratch_bytes(head_dim) bytes, private to the calling thread.
+ * attn_queries; `scratch`: attn_scratch_bytes(head_dim) bytes, private to the calling thread. `mass_exp` (0: none):
+ * n_heads * (pos0 + n_q) f32 where the last row's block weights p_j = exp(s_j - m_b) of head h go, at
+ * h * (pos0 + n_q) + j, for attn_mass. Writing them changes nothing else.
  */
 export function attn_partials(q: usize, qq: usize, ktab: usize, vtab: usize, block_rows: i32, kv_type: i32, qb: i32, part: usize,
   scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, row_bytes: i32, q_stride: i32,
-  scale: f32, w0: i32, w1: i32): void {
+  scale: f32, w0: i32, w1: i32, mass_exp: usize): void {
   if (block_rows <= 0 || n_kv_heads <= 0) return;
   const simd = (head_dim & 3) == 0;
-  if (!simd) partials(false, kv_type, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1);
-  else if (kv_type == KV_F32) partials(true, KV_F32, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1);
-  else if (kv_type == KV_F16) partials(true, KV_F16, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1);
-  else partials(true, KV_Q8, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1);
+  if (!simd) partials(false, kv_type, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1, mass_exp);
+  else if (kv_type == KV_F32) partials(true, KV_F32, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1, mass_exp);
+  else if (kv_type == KV_F16) partials(true, KV_F16, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1, mass_exp);
+  else partials(true, KV_Q8, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1, mass_exp);
 }
 
 export function attn_partials_scalar(q: usize, qq: usize, ktab: usize, vtab: usize, block_rows: i32, kv_type: i32, qb: i32, part: usize,
   scratch: usize, n_q: i32, n_heads: i32, n_kv_heads: i32, head_dim: i32, pos0: i32, row_bytes: i32, q_stride: i32,
-  scale: f32, w0: i32, w1: i32): void {
+  scale: f32, w0: i32, w1: i32, mass_exp: usize): void {
   if (block_rows <= 0 || n_kv_heads <= 0) return;
-  partials(false, kv_type, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1);
+  partials(false, kv_type, qb, q, qq, ktab, vtab, block_rows, part, scratch, n_q, n_heads, n_kv_heads, head_dim, pos0, row_bytes, q_stride, scale, w0, w1, mass_exp);
+}
+
+// ---- attention mass -------------------------------------------------------------------------------------------
+
+/**
+ * The attention mass of the last query row (row n_q - 1 at position pos0 + n_q - 1) over positions j0..j1-1: per
+ * position, its softmax probability summed over the query heads in order h = 0, 1, .. (a row's masses sum to about
+ * n_heads). From what the kernel already has: the block weights p_j that attn_partials wrote to mass_exp, and the
+ * partials' block maxima m_b and sums l_b. Per head, M and L fold the blocks exactly as the merge does, then
+ * w_b = exp(m_b - M) * (1/L) and mass_j += p_j * w_b. Positions are independent, so any split gives the same bits.
+ */
+@inline function mass(simd: bool, part: usize, mass_exp: usize, out: usize, n_q: i32, n_heads: i32, hd: i32, pos0: i32, j0: i32, j1: i32): void {
+  const total = pos0 + n_q;
+  const n_sb = (total + SEQ_BLOCK - 1) / SEQ_BLOCK;
+  const rec = <usize>(hd + 4) << 2;
+  const i = n_q - 1;
+  for (let j = j0; j < j1; j++) store<f32>(out + (<usize>j << 2), 0);
+  for (let h = 0; h < n_heads; h++) {
+    const r0 = part + <usize>((i * n_heads + h) * n_sb) * rec;
+    let M = load<f32>(r0);
+    let L = load<f32>(r0, 4);
+    for (let b = 1; b < n_sb; b++) {
+      const r = r0 + <usize>b * rec;
+      const m = load<f32>(r);
+      const M2 = max(M, m);
+      L = L * exp_f32(M - M2) + load<f32>(r, 4) * exp_f32(m - M2);
+      M = M2;
+    }
+    const inv: f32 = <f32>1 / L;
+    const pe = mass_exp + ((<usize>h * <usize>total) << 2);
+    for (let b = j0 / SEQ_BLOCK; b * SEQ_BLOCK < j1; b++) {
+      const w = exp_f32(load<f32>(r0 + <usize>b * rec) - M) * inv;
+      let j = max(j0, b * SEQ_BLOCK);
+      const e = min(j1, (b + 1) * SEQ_BLOCK);
+      if (simd) {
+        const wv = f32x4.splat(w);
+        for (; j + 4 <= e; j += 4) {
+          const o = out + (<usize>j << 2);
+          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(v128.load(pe + (<usize>j << 2)), wv)));
+        }
+      }
+      for (; j < e; j++) {
+        const o = out + (<usize>j << 2);
+        store<f32>(o, load<f32>(o) + load<f32>(pe + (<usize>j << 2)) * w);
+      }
+    }
+  }
+}
+
+/** Mass of positions j0..j1-1 into out (f32 per position), after attn_partials with mass_exp (see mass above). */
+export function attn_mass(part: usize, mass_exp: usize, out: usize, n_q: i32, n_heads: i32, head_dim: i32, pos0: i32, j0: i32, j1: i32): void {
+  mass(true, part, mass_exp, out, n_q, n_heads, head_dim, pos0, j0, j1);
+}
+
+export function attn_mass_scalar(part: usize, mass_exp: usize, out: usize, n_q: i32, n_heads: i32, head_dim: i32, pos0: i32, j0: i32, j1: i32): void {
+  mass(false, part, mass_exp, out, n_q, n_heads, head_dim, pos0, j0, j1);
 }
 
 // ---- merge ----------------------------------------------------------------------------------------------------

@@ -60,3 +60,67 @@ export function attn_merge_split(part_a: usize, n_sb_a: i32, part_b: usize, n_sb
 export function attn_merge_split_scalar(part_a: usize, n_sb_a: i32, part_b: usize, n_sb_b: i32, out: usize, n_heads: i32, head_dim: i32): void {
   mergeSplit(false, part_a, n_sb_a, part_b, n_sb_b, out, n_heads, head_dim);
 }
+
+// ---- attention mass over the two sets ----------------------------------------------------------------------------
+// The tiered cache's placement needs the mass of every row at every step (attn_mass in wasm/attention.ts). With the
+// row split in two sets, each set's block weights p_j (attn_partials' mass_exp, head h's at h * n + j of that set)
+// are only normalized within their block: per head, M and L fold A's blocks then B's as mergeSplit does, and each
+// block's weight is w_b = exp(m_b - M) * (1/L), as attn_mass computes for one set.
+
+const MASS_BLOCK: i32 = 128; // wasm/attention.ts SEQ_BLOCK (attend.ts checks it against ATTN_SEQ_BLOCK)
+
+@inline function spread(simd: bool, r0: usize, rec: usize, n_sb: i32, pe: usize, n: i32, out: usize, M: f32, inv: f32): void {
+  for (let b = 0; b < n_sb; b++) {
+    const w = exp_f32(load<f32>(r0 + <usize>b * rec) - M) * inv;
+    let j = b * MASS_BLOCK;
+    const e = min(n, j + MASS_BLOCK);
+    if (simd) {
+      const wv = f32x4.splat(w);
+      for (; j + 4 <= e; j += 4) {
+        const o = out + (<usize>j << 2);
+        v128.store(o, f32x4.add(v128.load(o), f32x4.mul(v128.load(pe + (<usize>j << 2)), wv)));
+      }
+    }
+    for (; j < e; j++) {
+      const o = out + (<usize>j << 2);
+      store<f32>(o, load<f32>(o) + load<f32>(pe + (<usize>j << 2)) * w);
+    }
+  }
+}
+
+@inline function massSplit(simd: bool, part_a: usize, n_sb_a: i32, exp_a: usize, n_a: i32, part_b: usize, n_sb_b: i32, exp_b: usize, n_b: i32,
+  out_a: usize, out_b: usize, n_heads: i32, hd: i32): void {
+  const rec = <usize>(hd + 4) << 2;
+  memory.fill(out_a, 0, <usize>n_a << 2);
+  memory.fill(out_b, 0, <usize>n_b << 2);
+  for (let h = 0; h < n_heads; h++) {
+    const ra = part_a + <usize>(h * n_sb_a) * rec;
+    const rb = part_b + <usize>(h * n_sb_b) * rec;
+    let M = load<f32>(ra);
+    let L = load<f32>(ra, 4);
+    for (let k = 1; k < n_sb_a + n_sb_b; k++) {
+      const r = k < n_sb_a ? ra + <usize>k * rec : rb + <usize>(k - n_sb_a) * rec;
+      const m = load<f32>(r);
+      const M2 = max(M, m);
+      L = L * exp_f32(M - M2) + load<f32>(r, 4) * exp_f32(m - M2);
+      M = M2;
+    }
+    const inv: f32 = <f32>1 / L;
+    spread(simd, ra, rec, n_sb_a, exp_a + ((<usize>h * <usize>n_a) << 2), n_a, out_a, M, inv);
+    spread(simd, rb, rec, n_sb_b, exp_b + ((<usize>h * <usize>n_b) << 2), n_b, out_b, M, inv);
+  }
+}
+
+/**
+ * The mass of the row attn_merge_split merges, per row of each set in its table order: A's n_a rows into out_a, B's
+ * n_b into out_b (f32 each), heads summed in order. exp_a / exp_b: attn_partials' mass_exp of each set's call.
+ */
+export function attn_mass_split(part_a: usize, n_sb_a: i32, exp_a: usize, n_a: i32, part_b: usize, n_sb_b: i32, exp_b: usize, n_b: i32,
+  out_a: usize, out_b: usize, n_heads: i32, head_dim: i32): void {
+  massSplit(true, part_a, n_sb_a, exp_a, n_a, part_b, n_sb_b, exp_b, n_b, out_a, out_b, n_heads, head_dim);
+}
+
+export function attn_mass_split_scalar(part_a: usize, n_sb_a: i32, exp_a: usize, n_a: i32, part_b: usize, n_sb_b: i32, exp_b: usize, n_b: i32,
+  out_a: usize, out_b: usize, n_heads: i32, head_dim: i32): void {
+  massSplit(false, part_a, n_sb_a, exp_a, n_a, part_b, n_sb_b, exp_b, n_b, out_a, out_b, n_heads, head_dim);
+}

@@ -30,10 +30,10 @@ export {
 } from './ops';
 export {
   attn_partials, attn_partials_scalar, attn_merge, attn_merge_scalar, attn_queries, attn_scratch_bytes, attn_query_bytes,
-  attn_seq_block, attn_contiguous_rows,
+  attn_seq_block, attn_contiguous_rows, attn_mass, attn_mass_scalar,
   kv_store_rows,
 } from './attention';
 export { kv_convert_rows, kv_convert_rows_scalar } from './kv_convert';
-export { attn_merge_split, attn_merge_split_scalar } from './attention_split';
+export { attn_merge_split, attn_merge_split_scalar, attn_mass_split, attn_mass_split_scalar } from './attention_split';
 export { exp_f32_array, exp_f32_array_scalar } from './expf';
 export { probe_read, probe_copy, probe_f32, probe_dot_i16 } from './probe';

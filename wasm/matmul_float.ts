@@ -3,8 +3,8 @@
 //
 // Tiling: weight rows are taken in blocks of ROW_BLOCK (small enough to stay in L2) and each block is swept by
 // groups of 4 activation rows, so a decoded weight vector feeds 4 dot products (prefill is matrix-matrix).
-// Leftover activation rows (all of them when n < 4, i.e. decode) use the transposed tile: 4 weight rows
-// against one activation row, so decode does not pay for padding lanes (only a last partial row group does).
+// Leftover activation rows (all of them when n < 4, i.e. decode) use transposed tiles: 4 weight rows against two
+// activation rows, then one, so decode does not pay for padding lanes (only a last partial row group does).
 
 import { f16x4_load, bf16x4_load, f16_to_f32, bf16_to_f32 } from './f16';
 
@@ -99,22 +99,74 @@ const ROW_BLOCK: i32 = 16;
   if (cnt > 3) store<f32>(yr, s3, 12);
 }
 
+/** 4 weight rows (as in tileW4X1) against activation rows xr and xr + xs: each weight vector loaded (and converted)
+ *  once for both rows; every dot keeps tileW4X1's summation order, so results do not depend on the tiling. */
+@inline function tileW4X2(kind: i32, w: usize, ws: usize, r: i32, cnt: i32, xr: usize, xs: usize, cols: i32, yp: usize, yl: usize): void {
+  const es = elemBytes(kind);
+  const w0 = w + <usize>r * ws;
+  const w1 = w0 + (cnt > 1 ? ws : 0);
+  const w2 = w0 + (cnt > 2 ? 2 * ws : 0);
+  const w3 = w0 + (cnt > 3 ? 3 * ws : 0);
+  const xq = xr + xs;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const c4 = cols & ~3;
+  for (let c = 0; c < c4; c += 4) {
+    const xo = <usize>c << 2;
+    const xv = v128.load(xr + xo);
+    const xw = v128.load(xq + xo);
+    const o = <usize>c * es;
+    const v0 = wload4(kind, w0 + o), v1 = wload4(kind, w1 + o), v2 = wload4(kind, w2 + o), v3 = wload4(kind, w3 + o);
+    a0 = f32x4.add(a0, f32x4.mul(v0, xv));
+    a1 = f32x4.add(a1, f32x4.mul(v1, xv));
+    a2 = f32x4.add(a2, f32x4.mul(v2, xv));
+    a3 = f32x4.add(a3, f32x4.mul(v3, xv));
+    b0 = f32x4.add(b0, f32x4.mul(v0, xw));
+    b1 = f32x4.add(b1, f32x4.mul(v1, xw));
+    b2 = f32x4.add(b2, f32x4.mul(v2, xw));
+    b3 = f32x4.add(b3, f32x4.mul(v3, xw));
+  }
+  let s0 = hsum_f32x4(a0), s1 = hsum_f32x4(a1), s2 = hsum_f32x4(a2), s3 = hsum_f32x4(a3);
+  let t0 = hsum_f32x4(b0), t1 = hsum_f32x4(b1), t2 = hsum_f32x4(b2), t3 = hsum_f32x4(b3);
+  for (let c = c4; c < cols; c++) {
+    const xo = <usize>c << 2;
+    const xf = load<f32>(xr + xo);
+    const xg = load<f32>(xq + xo);
+    const o = <usize>c * es;
+    const f0 = wload1(kind, w0 + o), f1 = wload1(kind, w1 + o), f2 = wload1(kind, w2 + o), f3 = wload1(kind, w3 + o);
+    s0 += f0 * xf; s1 += f1 * xf; s2 += f2 * xf; s3 += f3 * xf;
+    t0 += f0 * xg; t1 += f1 * xg; t2 += f2 * xg; t3 += f3 * xg;
+  }
+  const yr = yp + (<usize>r << 2);
+  const ys = yr + yl;
+  store<f32>(yr, s0);
+  store<f32>(ys, t0);
+  if (cnt > 1) { store<f32>(yr, s1, 4); store<f32>(ys, t1, 4); }
+  if (cnt > 2) { store<f32>(yr, s2, 8); store<f32>(ys, t2, 8); }
+  if (cnt > 3) { store<f32>(yr, s3, 12); store<f32>(ys, t3, 12); }
+}
+
 @inline function matmulFloat(kind: i32, w: usize, x: usize, y: usize, cols: i32, n: i32, ldy: i32, r0: i32, r1: i32): void {
   const ws = <usize>cols * elemBytes(kind);
   const xs = <usize>cols << 2;
   const n4 = n & ~3;
-  if (n4 > 0) {
-    for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
-      const re = min(rb + ROW_BLOCK, r1);
-      for (let t = 0; t < n4; t += 4) {
-        for (let r = rb; r < re; r++) tileW1X4(kind, w + <usize>r * ws, x, xs, t, cols, y, ldy, r);
-      }
+  for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
+    const re = min(rb + ROW_BLOCK, r1);
+    for (let t = 0; t < n4; t += 4) {
+      for (let r = rb; r < re; r++) tileW1X4(kind, w + <usize>r * ws, x, xs, t, cols, y, ldy, r);
     }
-  }
-  for (let t = n4; t < n; t++) {
-    const xr = x + <usize>t * xs;
-    const yp = y + ((<usize>t * ldy) << 2);
-    for (let r = r0; r < r1; r += 4) tileW4X1(kind, w, ws, r, min(4, r1 - r), xr, cols, yp);
+    // Leftover activation rows (all of them in decode) take this block of weight rows while it is still in cache, so
+    // a pass of 5 rows (a verify pass with k = 4) reads the weights from memory once, not twice.
+    let t = n4;
+    for (; t + 1 < n; t += 2) {
+      const yp = y + ((<usize>t * ldy) << 2);
+      for (let r = rb; r < re; r += 4) tileW4X2(kind, w, ws, r, min(4, re - r), x + <usize>t * xs, xs, cols, yp, <usize>ldy << 2);
+    }
+    if (t < n) {
+      const xr = x + <usize>t * xs;
+      const yp = y + ((<usize>t * ldy) << 2);
+      for (let r = rb; r < re; r += 4) tileW4X1(kind, w, ws, r, min(4, re - r), xr, cols, yp);
+    }
   }
 }
 

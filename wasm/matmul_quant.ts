@@ -288,18 +288,18 @@ const F16_REBIAS: f32 = 5.192296858534828e33; // 2^112
   const ws = <usize>nb * blockBytes(ty);
   const xs = <usize>nb * actBytes(ty);
   const n4 = n & ~3;
-  if (n4 > 0) {
-    for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
-      const re = min(rb + ROW_BLOCK, r1);
-      for (let t = 0; t < n4; t += 4) {
-        for (let r = rb; r < re; r += 2) tileW2X4(ty, w + <usize>r * ws, ws, min(2, re - r), x, xs, t, nb, y, ldy, r);
-      }
+  for (let rb = r0; rb < r1; rb += ROW_BLOCK) {
+    const re = min(rb + ROW_BLOCK, r1);
+    for (let t = 0; t < n4; t += 4) {
+      for (let r = rb; r < re; r += 2) tileW2X4(ty, w + <usize>r * ws, ws, min(2, re - r), x, xs, t, nb, y, ldy, r);
     }
-  }
-  for (let t = n4; t < n; t++) {
-    const xr = x + <usize>t * xs;
-    const yp = y + ((<usize>t * ldy) << 2);
-    for (let r = r0; r < r1; r += 4) tileW4X1(ty, w, ws, r, min(4, r1 - r), xr, nb, yp);
+    // Leftover activation rows (all of them in decode) take this block of weight rows while it is still in cache, so
+    // a pass of 5 rows (a verify pass with k = 4) reads the weights from memory once, not twice.
+    for (let t = n4; t < n; t++) {
+      const xr = x + <usize>t * xs;
+      const yp = y + ((<usize>t * ldy) << 2);
+      for (let r = rb; r < re; r += 4) tileW4X1(ty, w, ws, r, min(4, re - r), xr, nb, yp);
+    }
   }
 }
 

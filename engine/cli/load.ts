@@ -15,7 +15,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'model', short: 'm', type: 'string', help: 'GGUF file or URL (default: $BMC_LLM_MODEL, models/*.gguf, then a downloaded TinyStories model)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
   { name: 'threads', short: 't', type: 'int', help: 'threads (default: $BMC_LLM_THREADS or the number of cores)' },
-  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default bmc:64)' },
+  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto (default auto)' },
   { name: 'progress', type: 'bool', help: 'draw the loading progress bar even when stderr is not a terminal' },
 ];
 

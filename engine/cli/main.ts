@@ -5,7 +5,8 @@
 import { BmcError, OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
 import { loadModel, planMemory, resolveSource } from '../model.js';
-import { parseKVColdFlag, parseKVFlag, parseKVTypeFlag, parseKVWarmFlag } from '../kv/options.js';
+import { parseKVColdFlag, parseKVFlag, parseKVRestoreFlag, parseKVTypeFlag, parseKVWarmFlag, validateKVOptions } from '../kv/options.js';
+import type { TierPlacement } from '../kv/options.js';
 import { readHParams } from '../model/hparams.js';
 import { GGUFTokenizer } from '../tokenizer/index.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
@@ -37,18 +38,26 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'seed', type: 'int', help: 'sampling seed (default random)' },
   { name: 'threads', short: 't', type: 'int', help: 'threads: this one plus N-1 workers over shared memory (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'ctx-size', short: 'c', type: 'int', help: 'context length (default: the model\'s)' },
-  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default bmc:64)' },
+  { name: 'kv', type: 'string', help: 'KV cache policy: concat | static | bmc:R | paged:B | auto | tiered (default auto)' },
   { name: 'kv-budget', type: 'int', help: 'arena bytes for the KV cache: implies --kv tiered (other rows live in host memory)' },
   { name: 'kv-type', type: 'string', help: 'KV element type: f32 | f16 | q8_0 (default f32)' },
   { name: 'kv-warm', type: 'string', help: 'tiered cache: a warm tier of rows compressed in the arena, q8_0 | q4_0 | none (default none)' },
   { name: 'kv-warm-fraction', type: 'number', help: 'tiered cache: share of the budget for warm rows, in (0, 1) (default 0.5)' },
   { name: 'kv-cold', type: 'string', help: 'tiered cache: where cold rows live, memory | file (a temporary file, removed at exit) (default memory)' },
   { name: 'kv-cold-path', type: 'string', help: 'tiered cache with --kv-cold file: directory of the temporary file (default: the OS temp directory)' },
+  { name: 'kv-placement', type: 'string', help: 'tiered: attention (move tokens by the attention mass, default) | first-come' },
+  { name: 'kv-migration-ratio', type: 'number', help: 'tiered: fraction R of the beneficial swaps made per step, in [0, 1] (default 1)' },
+  { name: 'kv-max-migrations', type: 'int', help: 'tiered: most promotions per layer and step (default: no cap)' },
+  { name: 'kv-restore', type: 'string', help: 'tiered: restore cold rows by read | recompute | auto | L (recompute the first L of each layer\'s cold rows from kept layer inputs; auto: KVPR cost model) (default read)' },
+  { name: 'kv-cold-keep', type: 'string', help: 'tiered: the cold tier keeps kv (default) | activations (layer inputs only; every cold row is recomputed)' },
+  { name: 'kv-activations', type: 'string', help: 'tiered with --kv-restore: store kept layer inputs as f32 (exact) | f16 (default f32)' },
+  { name: 'kv-cold-bandwidth', type: 'number', help: 'tiered: simulate a slower cold tier (disk, network) read at this many bytes/s (default: host memory)' },
   { name: 'ignore-eos', type: 'bool', help: 'keep generating past end-of-text tokens' },
   { name: 'trace', type: 'string', help: 'write an attention trace (per layer and token, the mass each token receives) to FILE, for simulate-placement' },
   { name: 'draft', type: 'string', help: 'speculative decoding with this draft model (a GGUF with the same vocabulary)' },
   { name: 'lookup', type: 'bool', help: 'speculative decoding with prompt lookup (n-gram matches in the context, no model)' },
   { name: 'draft-k', type: 'int', help: 'drafts per verify pass, fixed (default: adaptive, starting at 4)' },
+  { name: 'json', type: 'bool', help: 'print one JSON object at the end (text and stats, tier migrations included) instead of streaming text' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
 
@@ -88,17 +97,44 @@ async function cmdRun(argv: string[]): Promise<void> {
   const kvFlag = flags.kv === undefined ? undefined : parseKVFlag(flags.kv as string);
   if (budget !== undefined && kvFlag && kvFlag.policy !== 'tiered') throw new OptionError('--kv-budget', `applies to --kv tiered, not ${flags.kv as string}`);
   if (budget !== undefined && budget < 1) throw new OptionError('--kv-budget', `${budget} is not a positive number of bytes`);
+  const restore = flags['kv-restore'] === undefined ? undefined : parseKVRestoreFlag(flags['kv-restore'] as string);
+  const activations = flags['kv-activations'] as string | undefined;
+  if (activations !== undefined && activations !== 'f32' && activations !== 'f16') throw new OptionError('--kv-activations', `"${activations}": expected f32 or f16`);
+  const coldBandwidth = flags['kv-cold-bandwidth'] as number | undefined;
+  if (coldBandwidth !== undefined && !(coldBandwidth > 0 && Number.isFinite(coldBandwidth))) throw new OptionError('--kv-cold-bandwidth', `${coldBandwidth} is not a positive number of bytes/s`);
+  const coldKeep = flags['kv-cold-keep'] as string | undefined;
+  if (coldKeep !== undefined && coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('--kv-cold-keep', `"${coldKeep}": expected kv or activations`);
   const tierFlags = {
     ...(flags['kv-warm'] === undefined ? {} : { warm: parseKVWarmFlag(flags['kv-warm'] as string) }),
     ...(flags['kv-warm-fraction'] === undefined ? {} : { warmFraction: flags['kv-warm-fraction'] as number }),
     ...(flags['kv-cold'] === undefined ? {} : { cold: parseKVColdFlag(flags['kv-cold'] as string) }),
     ...(flags['kv-cold-path'] === undefined ? {} : { coldPath: flags['kv-cold-path'] as string }),
+    ...(flags['kv-placement'] === undefined ? {} : { placement: flags['kv-placement'] as TierPlacement }),
+    ...(flags['kv-migration-ratio'] === undefined ? {} : { migrationRatio: flags['kv-migration-ratio'] as number }),
+    ...(flags['kv-max-migrations'] === undefined ? {} : { maxMigrationsPerStep: flags['kv-max-migrations'] as number }),
+    ...(restore === undefined ? {} : { restore }),
+    ...(coldKeep === undefined ? {} : { coldKeep: coldKeep as 'kv' | 'activations' }),
+    ...(activations === undefined ? {} : { activations: activations as 'f32' | 'f16' }),
+    ...(coldBandwidth === undefined ? {} : { coldBandwidth }),
   };
-  for (const name of ['kv-warm', 'kv-warm-fraction', 'kv-cold', 'kv-cold-path']) {
-    if (flags[name] !== undefined && budget === undefined) throw new OptionError(`--${name}`, 'applies to the tiered cache (give --kv-budget BYTES)');
-  }
+  const tierFlag = {
+    warm: '--kv-warm', warmFraction: '--kv-warm-fraction', cold: '--kv-cold', coldPath: '--kv-cold-path',
+    placement: '--kv-placement', migrationRatio: '--kv-migration-ratio', maxMigrationsPerStep: '--kv-max-migrations',
+    restore: '--kv-restore', coldKeep: '--kv-cold-keep', activations: '--kv-activations', coldBandwidth: '--kv-cold-bandwidth',
+  } as const;
+  const givenTierFlag = (Object.keys(tierFlags) as (keyof typeof tierFlag)[])[0];
+  if (givenTierFlag !== undefined && budget === undefined) throw new OptionError(tierFlag[givenTierFlag], 'applies to the tiered cache (give --kv-budget)');
   const kv = kvFlag === undefined && kvType === undefined && budget === undefined ? undefined
     : { ...(kvFlag ?? {}), ...(kvType === undefined ? {} : { type: kvType }), ...(budget === undefined ? {} : { policy: 'tiered' as const, budgetBytes: budget, ...tierFlags }) };
+  try {
+    validateKVOptions(kv);
+  } catch (e) {
+    // Name the flag, not the library field.
+    const field = e instanceof OptionError ? e.option.replace(/^kv\./, '') : '';
+    if (e instanceof OptionError && field in tierFlag) throw new OptionError(tierFlag[field as keyof typeof tierFlag], e.message.replace(/^option \S+: /, ''));
+    throw e;
+  }
+  const json = flags.json === true;
   const draft = draftFlags(flags);
   const traceFile = flags.trace as string | undefined;
   if (traceFile !== undefined && draft) throw new OptionError('--trace', 'cannot be combined with speculative decoding (rejected drafts roll the sequence back)');
@@ -138,10 +174,15 @@ async function cmdRun(argv: string[]): Promise<void> {
       draft,
       signal: ac.signal,
     });
-    process.stdout.write(prompt);
-    for await (const piece of gen) process.stdout.write(piece.text);
-    process.stdout.write('\n');
+    let text = '';
+    if (!json) process.stdout.write(prompt);
+    for await (const piece of gen) {
+      if (json) text += piece.text;
+      else process.stdout.write(piece.text);
+    }
     const s = gen.stats;
+    if (json) process.stdout.write(`${JSON.stringify({ prompt, text, stats: s }, (_, v: unknown) => (v === Infinity ? null : v))}\n`);
+    else process.stdout.write('\n');
     const rate = (n: number, ms: number) => (ms > 0 ? (1000 * n) / ms : 0).toFixed(1);
     err(`prompt: ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms (${rate(s.promptTokens, s.promptMs)} tok/s)\n`);
     err(`generation: ${s.generatedTokens} tokens in ${s.generateMs.toFixed(1)} ms (${rate(s.generatedTokens, s.generateMs)} tok/s), stopped by ${s.stopReason}\n`);
@@ -156,8 +197,15 @@ async function cmdRun(argv: string[]): Promise<void> {
       const warm = tiers.warmType === 'none' ? '' : `, ${tiers.warmRowsPerLayer} warm ${tiers.warmType}`;
       err(`kv tiers: budget ${formatBytes(tiers.budgetBytes)}, ${tiers.hotRowsPerLayer} hot rows per layer${warm}; ${tiers.hotRows} rows hot, ` +
         `${tiers.warmType === 'none' ? '' : `${tiers.warmRows} warm, `}${tiers.coldRows} cold (${tiers.coldStore} ${formatBytes(tiers.hostBytes)}); ` +
-        `${tiers.promotions} promotions, ${tiers.demotions} demotions${tiers.warmType === 'none' ? '' : ` (warm ${tiers.warmPromotions} in, ${tiers.warmDemotions} out)`}; ` +
-        `staged ${formatBytes(tiers.stagedBytes)}${tiers.warmType === 'none' ? '' : `, expanded ${formatBytes(tiers.expandedBytes)}`}\n`);
+        `${tiers.warmType === 'none' ? '' : `warm moves ${tiers.warmPromotions} in, ${tiers.warmDemotions} out; expanded ${formatBytes(tiers.expandedBytes)}, ${tiers.splitReads} split reads; `}` +
+        `staged ${formatBytes(tiers.stagedBytes)}\n`);
+      err(`kv migrations: ${tiers.promotions} promotions (${formatBytes(tiers.promotedBytes)} host -> arena), ${tiers.demotions} demotions (0 B: rows are written through), ` +
+        `over ${tiers.placementSteps} placement steps (at most ${tiers.maxPromotionsPerStep} promotions in one); staged ${formatBytes(tiers.stagedBytes)}, written through ${formatBytes(tiers.hostWrittenBytes)}\n`);
+      const r = tiers.restore;
+      if (r.mode !== 'read' || tiers.coldBandwidth !== undefined) {
+        err(`kv restore: ${r.mode}${tiers.coldBandwidth !== undefined ? ` (cold tier ${formatBytes(tiers.coldBandwidth)}/s, simulated)` : ''}: ${r.recomputedRows} rows recomputed, ${r.readRows} read, ` +
+          `${r.restoreMs.toFixed(1)} ms; last split l ${r.lastSplit.l} of ${r.lastSplit.s}${r.rates ? `; rates: read ${formatBytes(r.rates.readBytesPerSec)}/s, recompute ${(r.rates.matmulFlopsPerSec / 1e9).toFixed(2)} GFLOP/s` : ''}\n`);
+      }
     }
     if (recorder) {
       const bytes = recorder.finish();

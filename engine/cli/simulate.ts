@@ -32,6 +32,8 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
   { name: 'window', type: 'int', help: 'recent window kept hot by the online policy (and generated), default 32' },
   { name: 'alpha', type: 'number', help: 'online policy: EMA weight of the newest step (default 0.5)' },
   { name: 'ratio', type: 'number', help: 'online policy: migration ratio R (default 1)' },
+  { name: 'hysteresis', type: 'number', help: 'online policy: a cold token must beat a hot one by this factor (default 0.25)' },
+  { name: 'signal', type: 'string', help: 'online policy: what the EMA averages: mass (default) | reads (1 for a token read at the step)' },
   { name: 'sa-seed', type: 'int', help: 'seed of the simulated annealing (default 1)' },
   { name: 'sa-evals', type: 'int', help: 'most (W, R) evaluations per annealed policy (default 60)' },
   { name: 'syn-layers', type: 'int', help: 'synthetic: layers (default 4)' },
@@ -76,6 +78,12 @@ function num(flags: Record<string, string | number | boolean>, name: string, lo:
   const v = flags[name] as number | undefined;
   if (v === undefined) return undefined;
   if (!(loOpen ? v > lo : v >= lo) || !(v <= hi)) throw new OptionError(`--${name}`, `${v} is not in ${loOpen ? '(' : '['}${lo}, ${hi}]`);
+  return v;
+}
+
+function signalFlag(v: unknown): 'mass' | 'reads' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'mass' && v !== 'reads') throw new OptionError('--signal', `"${String(v)}" is not mass or reads`);
   return v;
 }
 
@@ -130,6 +138,7 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
     policies,
     online: {
       sinks, window, alpha: num(flags, 'alpha', 0, 1, true), migrationRatio: num(flags, 'ratio', 0, 1),
+      hysteresis: num(flags, 'hysteresis', 0, 1e6), signal: signalFlag(flags.signal),
     },
     anneal: { seed: flags['sa-seed'] as number | undefined, maxEvals: num(flags, 'sa-evals', 1, 10000) },
     onProgress: (m) => err(`${m}\n`),

@@ -99,6 +99,17 @@ export interface KVRowsView {
 export interface AttendArgs {
   q: number; out: number; nQ: number; pos0: number; nHeads: number; nKVHeads: number; headDim: number;
   qStride: number; outStride: number; scale: number;
+  /**
+   * Optional: the attention mass of the last row (per position 0..pos0+nQ-1, its probability summed over the heads)
+   * into `mass.out` (f32 each), through `mass.exp` (nHeads * (pos0 + nQ) f32 of arena scratch). The output is the
+   * same bits with or without it.
+   */
+  mass?: { exp: number; out: number };
+}
+
+/** Arena bytes attend() needs for the mass of rows up to `positions` long: the per-head weights and the output. */
+export function attentionMassBytes(nHeads: number, positions: number): { exp: number; out: number } {
+  return { exp: 4 * nHeads * positions, out: 4 * positions };
 }
 
 /**
@@ -119,10 +130,11 @@ export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, 
     if (view.el.type !== 'f32') {
       run([{ fn: 'attn_queries', args: [view.el.id, view.el.qBlock, q, ws.queries, nHeads, headDim, a.qStride, 0, n], lo: 7, hi: 8, granule: 1, work: 8 * n * nHeads * headDim }]);
     }
+    const mass = r0 + n === a.nQ ? a.mass : undefined; // the last row is in the last call
     run([{
       fn: 'attn_partials',
       args: [q, ws.queries, view.kTable, view.vTable, view.blockRows, view.el.id, view.el.qBlock, ws.part, ws.scratch,
-        n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb],
+        n, nHeads, nKVHeads, headDim, pos0, view.el.rowBytes, a.qStride, a.scale, 0, nKVHeads * nSb, mass?.exp ?? 0],
       lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * n * nHeads * headDim * (pos0 + n),
     }]);
     run([{
@@ -130,6 +142,12 @@ export function attend(kern: Kernels, ws: AttentionWorkspace, view: KVRowsView, 
       args: [ws.part, a.out + r0 * a.outStride * 4, n, nHeads, headDim, pos0, a.outStride, 0, n],
       lo: 7, hi: 8, granule: 1, work: 2 * n * nHeads * nSb * headDim,
     }]);
+    if (mass) {
+      run([{
+        fn: 'attn_mass', args: [ws.part, mass.exp, mass.out, n, nHeads, headDim, pos0, 0, pos0 + n],
+        lo: 7, hi: 8, granule: 4, work: 2 * nHeads * (pos0 + n),
+      }]);
+    }
   }
 }
 
@@ -154,7 +172,7 @@ export function splitFits(ws: AttentionWorkspace, nHeads: number, headDim: numbe
  * workspace's query buffer).
  */
 export function attendSplit(kern: Kernels, ws: AttentionWorkspace, a: KVRowsView, nA: number, b: KVRowsView, nB: number,
-  x: Pick<AttendArgs, 'q' | 'out' | 'nHeads' | 'nKVHeads' | 'headDim' | 'qStride' | 'scale'>,
+  x: Pick<AttendArgs, 'q' | 'out' | 'nHeads' | 'nKVHeads' | 'headDim' | 'qStride' | 'scale'> & { mass?: SplitMass },
   run: (calls: PoolCall[]) => void = (c) => kern.parallel(c)): void {
   const { nHeads, nKVHeads, headDim } = x;
   if (a.el.type !== 'f32' || nA < 1 || nB < 1 || !splitFits(ws, nHeads, headDim, nA, nB)) throw new RangeError('attendSplit: unsupported split');
@@ -162,13 +180,23 @@ export function attendSplit(kern: Kernels, ws: AttentionWorkspace, a: KVRowsView
   const sbB = Math.ceil(nB / ATTN_SEQ_BLOCK);
   const partB = ws.part + partRowBytes(nHeads, headDim, nA);
   run([{ fn: 'attn_queries', args: [b.el.id, b.el.qBlock, x.q, ws.queries, nHeads, headDim, x.qStride, 0, 1], lo: 7, hi: 8, granule: 1, work: 8 * nHeads * headDim }]);
-  const partials = (v: KVRowsView, n: number, part: number, sb: number): PoolCall => ({
+  const m = x.mass;
+  const expB = m ? m.exp + 4 * nHeads * nA : 0;
+  const partials = (v: KVRowsView, n: number, part: number, sb: number, exp: number): PoolCall => ({
     fn: 'attn_partials',
     args: [x.q, ws.queries, v.kTable, v.vTable, v.blockRows, v.el.id, v.el.qBlock, part, ws.scratch,
-      1, nHeads, nKVHeads, headDim, n - 1, v.el.rowBytes, x.qStride, x.scale, 0, nKVHeads * sb],
+      1, nHeads, nKVHeads, headDim, n - 1, v.el.rowBytes, x.qStride, x.scale, 0, nKVHeads * sb, exp],
     lo: 17, hi: 18, granule: 1, perThread: { arg: 8, stride: ws.scratchStride }, work: 2 * nHeads * headDim * n,
   });
-  run([partials(a, nA, ws.part, sbA)]);
-  run([partials(b, nB, partB, sbB)]);
+  run([partials(a, nA, ws.part, sbA, m ? m.exp : 0)]);
+  run([partials(b, nB, partB, sbB, expB)]);
   kern.k.attn_merge_split(ws.part, sbA, partB, sbB, x.out, nHeads, headDim);
+  if (m) kern.k.attn_mass_split(ws.part, sbA, m.exp, nA, partB, sbB, expB, nB, m.out, m.out + 4 * nA, nHeads, headDim);
 }
+
+/**
+ * The attention mass of an attendSplit row: `exp` holds nHeads * (nA + nB) f32 of scratch (each set's block weights),
+ * `out` gets nA + nB f32: the mass of A's rows in A's table order, then B's in B's order (the caller maps them back to
+ * positions).
+ */
+export interface SplitMass { exp: number; out: number }

@@ -23,6 +23,7 @@ import type { Kernels } from '../runtime/kernels.js';
 import { PagedKVCache } from './paged.js';
 import { TieredKVCache } from './tiered.js';
 import type { TierStats } from './tiered.js';
+import type { KVProjector } from '../tiers/restore.js';
 import { autoRuleFor, deferredAutoRule } from './analytical.js';
 import { contextOverflow } from './options.js';
 import type { KVPolicyName, ResolvedKVOptions } from './options.js';
@@ -34,7 +35,7 @@ import type { KVElement, KVType } from './element.js';
 export { now } from './length.js';
 
 export type { KVOptions, KVPolicyName, ResolvedKVOptions } from './options.js';
-export { validateKVOptions, parseKVFlag, parseKVTypeFlag } from './options.js';
+export { validateKVOptions, parseKVFlag, parseKVTypeFlag, parseKVRestoreFlag } from './options.js';
 export type { KVType } from './element.js';
 
 export interface KVStats {
@@ -91,6 +92,9 @@ export interface KVCache {
    * Every layout, thread count and number of rows per call gives bit-identical results.
    */
   attend(l: number, q: number, out: number, ws: AttentionWorkspace, nQ: number, pos0: number, nHeads: number, qStride: number, outStride: number, scale: number): void;
+  /** Optional: the layer's input to the K/V projections (n f32 rows at x) for the rows at length.. (before
+   *  commitRows), for a cache that keeps them to recompute K and V later (engine/tiers/restore.ts). */
+  saveInputs?(l: number, x: number, n: number): void;
   /** Marks n reserved rows as written. */
   advance(n: number): void;
   /** Drops rows past `len` (rollback); no copy. */
@@ -104,6 +108,8 @@ export interface KVShape {
   nKVHeads: number;
   headDim: number;
   contextLength: number;
+  /** Query heads (the tiered cache sizes its attention-mass buffers by it). */
+  nHeads?: number;
 }
 
 /**
@@ -155,9 +161,14 @@ export function growthRule(o: ResolvedKVOptions, shape: KVShape): KVGrowthRule {
  * `kSpec`: the most draft tokens a speculative verify pass will add (auto keeps R >= kSpec + 1 so that such a pass
  * lands in spare rows; default analytical.DEFAULT_K_SPEC).
  */
-export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number): KVCache {
+export function createKVCache(kern: Kernels, shape: KVShape, o: ResolvedKVOptions, rule?: KVGrowthRule, kSpec?: number, projector?: KVProjector): KVCache {
   if (o.policy === 'paged') return new PagedKVCache(kern, shape, o.blockSize, o.type);
-  if (o.policy === 'tiered') return new TieredKVCache(kern, shape, o);
+  if (o.policy === 'tiered') {
+    return new TieredKVCache(kern, shape, o.budgetBytes!, o.type, o, {
+      restore: o.restore, coldKeep: o.coldKeep, activations: o.activations, coldBandwidth: o.coldBandwidth, projector,
+      warm: o.warm, warmFraction: o.warmFraction, cold: o.cold, coldPath: o.coldPath,
+    });
+  }
   // auto: the analytical model's rule, calibrated on these kernels on first use (engine/kv/analytical.ts).
   if (o.policy === 'auto' && (rule === undefined || rule === deferredAutoRule || kSpec !== undefined)) rule = autoRuleFor(kern, shape, { budgetBytes: o.budgetBytes, type: o.type, kSpec });
   return new ContiguousKVCache(kern, shape, rule ?? growthRule(o, shape), o.policy, o.type);

@@ -8,13 +8,14 @@ import { DEFAULT_KV_TYPE, KV_TYPES, WARM_TYPES } from './element.js';
 import type { KVType, WarmType } from './element.js';
 import { isSyncFile } from './cold-store.js';
 import type { ColdOption } from './cold-store.js';
+import type { ActivationType, RestoreMode } from '../tiers/restore.js';
 
 export type KVPolicyName = 'static' | 'concat' | 'bmc' | 'paged' | 'auto' | 'tiered';
 
 export const KV_POLICIES: readonly KVPolicyName[] = ['static', 'concat', 'bmc', 'paged', 'auto', 'tiered'];
 
 export interface KVOptions {
-  /** How the cache grows (default 'bmc'). */
+  /** How the cache grows (default 'auto'). */
   policy?: KVPolicyName;
   /** Spare rows per growth for `bmc` (default 64). */
   r?: number;
@@ -43,6 +44,48 @@ export interface KVOptions {
   cold?: ColdOption | 'opfs';
   /** `cold: 'file'`: the directory of the temporary file (default: the OS temp directory). */
   coldPath?: string;
+  /**
+   * `tiered` only: how tokens move between tiers. 'attention' (default): by an EMA of the attention mass the kernel
+   * computes at every step, within the migration budget below; 'first-come': the first rows that fit stay hot and
+   * nothing migrates (no mass is computed).
+   */
+  placement?: TierPlacement;
+  /** `tiered` only: the fraction R of the beneficial swaps made per step, in [0, 1] (default 1; arXiv 2508.13231). */
+  migrationRatio?: number;
+  /** `tiered` only: the most promotions per layer and step, an integer >= 0 (default: no cap). */
+  maxMigrationsPerStep?: number;
+  /**
+   * `tiered` only: how cold rows are restored for attention (engine/tiers/restore.ts). 'read' (default) reads their
+   * stored K/V; 'recompute' recomputes them all from the layer inputs the cache then keeps; { l } recomputes the
+   * first l and reads the rest; 'auto' picks l with KVPR's cost model from rates measured at start-up.
+   */
+  restore?: RestoreMode;
+  /**
+   * `tiered` only: what the cold tier keeps of each row: 'kv' (default; plus the layer input when restore needs it)
+   * or 'activations', the layer input instead of K and V (half the host bytes of an f32 MHA row; restore is then
+   * 'recompute', the default with this option). Not with a warm tier (warm rows are compressed from stored K/V) nor a
+   * cold store other than 'memory' (it would hold nothing).
+   */
+  coldKeep?: 'kv' | 'activations';
+  /** `tiered` with restore: how the kept layer inputs are stored, 'f32' (default; recomputed rows are exact) or 'f16'. */
+  activations?: ActivationType;
+  /**
+   * `tiered` only: simulate a slower cold tier (a disk, a network store) by limiting reads from it to this many
+   * bytes/s; transfers then proceed without a CPU thread and overlap computation (engine/tiers/cold-link.ts).
+   * Default: host memory at full speed.
+   */
+  coldBandwidth?: number;
+}
+
+export type TierPlacement = 'attention' | 'first-come';
+export const TIER_PLACEMENTS: readonly TierPlacement[] = ['attention', 'first-come'];
+export const DEFAULT_TIER_PLACEMENT: ResolvedTierPlacement = { placement: 'attention', migrationRatio: 1, maxMigrationsPerStep: Infinity };
+
+/** The tiered cache's placement options, validated. */
+export interface ResolvedTierPlacement {
+  placement: TierPlacement;
+  migrationRatio: number;
+  maxMigrationsPerStep: number;
 }
 
 /** Options after validation, defaults filled in. */
@@ -56,9 +99,18 @@ export interface ResolvedKVOptions {
   warmFraction: number;
   cold: ColdOption;
   coldPath: string | undefined;
+  placement: TierPlacement;
+  migrationRatio: number;
+  maxMigrationsPerStep: number;
+  /** The tiered policy's restore options (defaults filled in); absent for the other policies. */
+  restore?: RestoreMode;
+  coldKeep?: 'kv' | 'activations';
+  activations?: ActivationType;
+  coldBandwidth?: number;
 }
 
-export const DEFAULT_KV_POLICY: KVPolicyName = 'bmc';
+// auto: BMC with R from the analytical model (a calibration of a few ms on the first session of a model).
+export const DEFAULT_KV_POLICY: KVPolicyName = 'auto';
 export const DEFAULT_BMC_R = 64;
 export const DEFAULT_BLOCK_SIZE = 16;
 export const DEFAULT_WARM_FRACTION = 0.5;
@@ -95,7 +147,72 @@ export function validateKVOptions(o: KVOptions | undefined): ResolvedKVOptions {
   const coldPath = o?.coldPath;
   if (coldPath !== undefined && (typeof coldPath !== 'string' || coldPath === '')) throw new OptionError('kv.coldPath', 'expected a directory path');
   if (coldPath !== undefined && cold !== 'file') throw new OptionError('kv.coldPath', "applies only to cold: 'file'");
-  return { policy, r, blockSize, budgetBytes, type, warm, warmFraction, cold, coldPath };
+  const coldKeep = o?.coldKeep ?? 'kv';
+  if (coldKeep !== 'kv' && coldKeep !== 'activations') throw new OptionError('kv.coldKeep', `"${String(coldKeep)}" is not one of kv, activations`);
+  const restore = validateRestore(o?.restore ?? (coldKeep === 'activations' ? 'recompute' : undefined));
+  if (coldKeep === 'activations' && restore !== 'recompute') {
+    throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore)}`);
+  }
+  const activations = o?.activations ?? 'f32';
+  if (activations !== 'f32' && activations !== 'f16') throw new OptionError('kv.activations', `"${String(activations)}" is not one of f32, f16`);
+  const coldBandwidth = o?.coldBandwidth;
+  if (coldBandwidth !== undefined && (typeof coldBandwidth !== 'number' || !(coldBandwidth > 0) || !Number.isFinite(coldBandwidth))) {
+    throw new OptionError('kv.coldBandwidth', `${String(coldBandwidth)} is not a positive number of bytes/s`);
+  }
+  if (policy !== 'tiered') {
+    for (const [name, v] of [['restore', o?.restore], ['coldKeep', o?.coldKeep], ['activations', o?.activations], ['coldBandwidth', coldBandwidth]] as const) {
+      if (v !== undefined) throw new OptionError(`kv.${name}`, `applies to the tiered policy, not ${policy}`);
+    }
+  }
+  if (coldKeep === 'activations' && warm !== 'none') {
+    // Warm rows are compressed from the cold tier's K/V copies (promotion cold -> warm), which this tier does not keep.
+    throw new OptionError('kv.coldKeep', "'activations' keeps no K/V rows to compress into the warm tier: use coldKeep 'kv' with kv.warm");
+  }
+  if (coldKeep === 'activations' && cold !== 'memory') {
+    // The cold store holds K/V rows; with only layer inputs kept there is nothing to put in it.
+    throw new OptionError('kv.cold', "coldKeep 'activations' keeps layer inputs in host memory: a cold store other than 'memory' would hold nothing");
+  }
+  const base = { policy, r, blockSize, budgetBytes, type, warm, warmFraction, cold, coldPath, ...validatePlacement(o, policy) };
+  return policy === 'tiered' ? { ...base, restore, coldKeep, activations, ...(coldBandwidth === undefined ? {} : { coldBandwidth }) } : base;
+}
+
+const RESTORE_FORMS = "'read', 'recompute', 'auto' or { l: integer >= 0 }";
+
+function validateRestore(v: unknown): RestoreMode {
+  if (v === undefined) return 'read';
+  if (v === 'read' || v === 'recompute' || v === 'auto') return v;
+  if (v !== null && typeof v === 'object' && Object.keys(v).length === 1) {
+    const l = (v as { l?: unknown }).l;
+    if (typeof l === 'number' && Number.isInteger(l) && l >= 0 && l <= MAX_ROWS) return { l };
+  }
+  throw new OptionError('kv.restore', `${JSON.stringify(v) ?? String(v)} is not ${RESTORE_FORMS}`);
+}
+
+/** Parses `--kv-restore read|recompute|auto|L` (L: tokens to recompute per layer). */
+export function parseKVRestoreFlag(text: string): RestoreMode {
+  const t = typeof text === 'string' ? text.trim() : '';
+  if (t === 'read' || t === 'recompute' || t === 'auto') return t;
+  if (/^[0-9]+$/.test(t) && Number(t) <= MAX_ROWS) return { l: Number(t) };
+  throw new OptionError('--kv-restore', `"${String(text)}": expected read, recompute, auto or a number of tokens`);
+}
+
+function validatePlacement(o: KVOptions | undefined, policy: KVPolicyName): ResolvedTierPlacement {
+  const placement = o?.placement ?? 'attention';
+  if (!TIER_PLACEMENTS.includes(placement)) throw new OptionError('kv.placement', `"${String(placement)}" is not one of ${TIER_PLACEMENTS.join(', ')}`);
+  const migrationRatio = o?.migrationRatio ?? 1;
+  if (typeof migrationRatio !== 'number' || !(migrationRatio >= 0 && migrationRatio <= 1)) {
+    throw new OptionError('kv.migrationRatio', `${String(migrationRatio)} is not a number in [0, 1]`);
+  }
+  const max = o?.maxMigrationsPerStep ?? Infinity;
+  if (typeof max !== 'number' || !(max === Infinity || (Number.isSafeInteger(max) && max >= 0))) {
+    throw new OptionError('kv.maxMigrationsPerStep', `${String(max)} is not an integer >= 0`);
+  }
+  const r: ResolvedTierPlacement = { placement, migrationRatio, maxMigrationsPerStep: max };
+  // Resolved options may come back as options (a draft model takes the target's): only a non-default value is wrong.
+  for (const k of ['placement', 'migrationRatio', 'maxMigrationsPerStep'] as const) {
+    if (policy !== 'tiered' && r[k] !== DEFAULT_TIER_PLACEMENT[k]) throw new OptionError(`kv.${k}`, `applies to the tiered policy, not ${policy}`);
+  }
+  return r;
 }
 
 /** Parses `--kv-warm q8_0|q4_0|none`. */

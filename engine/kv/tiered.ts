@@ -9,7 +9,8 @@
  *          kernel over the warm rows at q8_0 and over the others at f32, merged in a fixed order); otherwise (prefill
  *          chunks, q4_0, f16/q8_0 caches) they are expanded (wasm/kv_convert.ts) into staging rows first;
  *   cold - every row at the cache's type outside the arena (engine/kv/cold-store.ts: host memory, a file, OPFS),
- *          written once when the token is cached; rows neither hot nor warm are read from it into staging rows.
+ *          written through once when the token is cached; rows neither hot nor warm are restored from it into staging
+ *          rows before attention.
  * Attention reads rows through per-token block tables (block_rows = 1: entry j is row j's address): a hot row's entry
  * is its slot, any other row's is its staging row, at a position-indexed offset in one buffer shared by all layers
  * (so only hot moves rewrite the table). The kernel cannot tell hot rows from staged ones: with no warm tier the
@@ -17,9 +18,18 @@
  * registers, that of the query quantized per block, as for q8_0 caches).
  *
  * Arena bytes are fixed at creation and never exceed the budget: tables, the hot and warm pools, the staging rows
- * (one layer at the full context), the warm expansion list and scratch, and f32 rows for the projections' output
- * (STAGE_ROWS rows; a chunk of more rows grows them, beyond the budget). The pools get what the budget leaves, warm
- * taking `warmFraction` of it; too small a budget for the sinks and the window in each pool is an OptionError.
+ * (one layer at the full context), the warm expansion list and scratch, the split-read tables, the attention-mass
+ * buffers, the restore scratch, and f32 rows for the projections' output (STAGE_ROWS rows; a chunk of more rows grows
+ * them, beyond the budget). The pools get what the budget leaves, warm taking `warmFraction` of it; too small a
+ * budget for the sinks and the window in each pool is an OptionError.
+ *
+ * Restore (engine/tiers/restore.ts): a Restorer fills the staging rows of the cold rows (neither hot nor warm) before
+ * each layer's attention: by reading the stored rows from the cold store ('read', the default) or, with `restore`
+ * 'auto' / 'recompute' / { l }, by recomputing some from the layer inputs it keeps (KVPR); with
+ * `coldKeep: 'activations'` the cold tier holds only those inputs (no warm tier then: warm rows are compressed from
+ * stored K/V), and every cold row is recomputed, for attention and for promotion alike. `coldBandwidth` makes the
+ * cold tier a simulated slower one (ColdLink): every read from it (staging, restore, promotion) takes at least
+ * bytes / bandwidth.
  *
  * Placement: per layer an EmaPlacement for the hot pool and, with a warm tier, a second one over the same attention
  * mass for the arena as a whole (its capacity: the warm pool). A token is hot if the first keeps it, else warm if the
@@ -27,8 +37,12 @@
  * cold after. Warm slots are independent of hot ones (a hot token usually also has its warm copy, so demoting it
  * costs nothing); sinks and the recent window are pinned in both. New rows are compressed from their f32 projections;
  * rows promoted cold -> warm are compressed from their cold copy, cold -> hot copied exactly.
- * The mass comes from `observe(l, mass)` (the session feeds it when it records an attention trace); without it every
- * unpinned token scores 0 and each pool keeps first-come rows.
+ * The mass comes from the attention kernel itself (attn_mass: the last row's softmax weights summed over the heads,
+ * from the block weights and maxima the kernel already has; the output bits do not change; for a split read,
+ * attn_mass_split over both sets' partials, mapped back to positions), so placement runs at every step with or
+ * without a trace. Each layer's mass is applied once the step's rows are committed (advance), within the migration
+ * budget (kv.migrationRatio, kv.maxMigrationsPerStep). `placement: 'first-come'` skips the mass: the first rows that
+ * fit stay in each pool and nothing migrates.
  */
 import { OptionError, OutOfMemoryError } from '../errors.js';
 import type { Kernels } from '../runtime/kernels.js';
@@ -36,18 +50,24 @@ import { EmaPlacement } from '../tiers/placement.js';
 import type { PlacementDecision } from '../tiers/placement.js';
 import type { KVCache, KVShape, KVStats } from './cache.js';
 import { KVLength, StagingRows, now } from './length.js';
-import { contextOverflow } from './options.js';
-import type { ResolvedKVOptions } from './options.js';
-import { attend, attendSplit, splitFits } from './attend.js';
+import { contextOverflow, DEFAULT_TIER_PLACEMENT, DEFAULT_WARM_FRACTION } from './options.js';
+import type { ResolvedTierPlacement } from './options.js';
+import { attend, attendSplit, attentionMassBytes, splitFits } from './attend.js';
 import type { AttentionWorkspace } from './attend.js';
 import { kvElement, warmElement } from './element.js';
 import type { KVElement, KVStorageType, KVType, WarmType } from './element.js';
 import { createColdStore } from './cold-store.js';
-import type { ColdStore } from './cold-store.js';
+import type { ColdOption, ColdStore } from './cold-store.js';
+import { ColdLink } from '../tiers/cold-link.js';
+import { Restorer, restoreArenaBytes } from '../tiers/restore.js';
+import type { ActivationType, ColdTier, KVProjector, RestoreMode, RestoreRates, RestoreStats } from '../tiers/restore.js';
+import type { KvprShape } from '../tiers/kvpr.js';
 
 /** New rows the projection staging is sized for within the budget (the default prefill chunk). */
 export const STAGE_ROWS = 128;
 const SINKS = 4;
+/** Hot rows worth copying along to join two runs of cold rows when staging (about one copy call's overhead). */
+const STAGE_GAP_BYTES = 8192;
 const WINDOW = 32;
 
 export interface TierStats {
@@ -64,25 +84,57 @@ export interface TierStats {
   /** Arena bytes of the hot and warm pools. */
   hotBytes: number;
   warmBytes: number;
-  /** Hot-set moves (cold or warm -> hot and back). */
+  /** Placement steps (a layer's mass applied once per decode step or prefill chunk), over all layers. */
+  placementSteps: number;
+  /** Hot-set migrations over all layers: cold or warm -> hot, and hot -> not hot (including those new rows force). */
   promotions: number;
   demotions: number;
+  /** The most hot promotions one layer made in one step (bounded by kv.maxMigrationsPerStep). */
+  maxPromotionsPerStep: number;
   /** Warm-set moves (into and out of the warm pool). */
   warmPromotions: number;
   warmDemotions: number;
-  /** Bytes copied cold -> arena: promotions (hot and warm) and staging of cold rows for attention. */
+  /**
+   * Bytes moved cold -> arena by promotions (hot and warm). A demotion moves no bytes: every row is written through
+   * to the cold tier when committed (hostWrittenBytes), so a demoted row's slot is simply freed.
+   */
   promotedBytes: number;
+  /** Bytes copied cold -> arena to stage cold rows for attention. */
   stagedBytes: number;
   /** Warm bytes expanded into staging rows for attention. */
   expandedBytes: number;
   /** Layer attention calls that read warm rows in registers (split reads) instead of expanding them. */
   splitReads: number;
-  /** Milliseconds spent staging cold rows and expanding warm rows for attention. */
+  /** Milliseconds spent restoring cold rows and expanding warm rows for attention. */
   stageMs: number;
   expandMs: number;
-  /** The cold store ('memory', 'file', 'opfs') and the bytes it holds. */
+  /** The cold store ('memory', 'file', 'opfs'). */
   coldStore: string;
+  /** Bytes written arena -> cold tier (each new row, K and V, once). */
+  hostWrittenBytes: number;
+  /** Bytes held by the cold tier (K/V rows in its store, and saved activations when restore keeps them). */
   hostBytes: number;
+  /** The simulated cold-tier bandwidth (bytes/s; absent: no limit). */
+  coldBandwidth?: number;
+  /** How cold rows were restored for attention. */
+  restore: RestoreStats;
+}
+
+/** Restore, warm and cold-tier options of a tiered cache (validated by kv/options.ts). */
+export interface TierOptions {
+  restore?: RestoreMode;
+  /** What the cold tier keeps of a row: its K/V ('kv', default) or only its layer input ('activations'). */
+  coldKeep?: 'kv' | 'activations';
+  activations?: ActivationType;
+  coldBandwidth?: number;
+  /** The model's K/V projections (needed unless restore is 'read'). */
+  projector?: KVProjector;
+  /** The warm tier's type ('none', default: no warm tier) and its share of the pools' bytes. */
+  warm?: WarmType;
+  warmFraction?: number;
+  /** Where cold rows live ('memory', default; 'file'; a SyncFile handle) and a temporary file's directory. */
+  cold?: ColdOption;
+  coldPath?: string;
 }
 
 interface Pools { hot: number; warm: number }
@@ -96,15 +148,23 @@ function splitReads(el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined):
   return el.type === 'f32' && wel?.type === 'q8_0';
 }
 
+/** Arena bytes of the attention-mass buffers (none for first-come placement); a split read's fit in the same. */
+function massBytes(shape: KVShape, mass: boolean): number {
+  if (!mass) return 0;
+  const m = attentionMassBytes(shape.nHeads ?? 0, shape.contextLength);
+  return m.exp + m.out;
+}
+
+/** The arena's parts besides the pools: the attention-mass buffers (or not) and the restore scratch bytes. */
+interface Fixed { mass: boolean; restore: number }
+
 /** Arena bytes of a tiered cache with the given pools (rows per layer). */
-function arenaBytes(shape: KVShape, el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined, p: Pools): number {
+function arenaBytes(shape: KVShape, el: KVElement, wel: KVElement<'q8_0' | 'q4_0'> | undefined, p: Pools, f: Fixed): number {
   const { nLayers: L, contextLength: C } = shape;
   const rowFloats = shape.nKVHeads * shape.headDim;
   const warm = wel ? 2 * L * p.warm * wel.rowBytes + 2 * C * 8 + rowFloats * 4 + (splitReads(el, wel) ? 4 * C * 4 : 0) : 0;
-  return 2 * L * C * 4 + 2 * L * p.hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + warm;
+  return 2 * L * C * 4 + 2 * L * p.hot * el.rowBytes + 2 * C * el.rowBytes + 2 * STAGE_ROWS * rowFloats * 4 + warm + massBytes(shape, f.mass) + f.restore;
 }
-
-type TierOptions = Pick<ResolvedKVOptions, 'budgetBytes' | 'type' | 'warm' | 'warmFraction' | 'cold' | 'coldPath'>;
 
 export class TieredKVCache extends KVLength implements KVCache {
   readonly policy = 'tiered' as const;
@@ -113,7 +173,6 @@ export class TieredKVCache extends KVLength implements KVCache {
   readonly warmElement: KVElement<'q8_0' | 'q4_0'> | undefined;
   readonly hotRows: number;
   readonly warmRows: number;
-  readonly budgetBytes: number;
   private readonly rb: number;
   private readonly wrb: number;
   private tables = 0;
@@ -126,7 +185,7 @@ export class TieredKVCache extends KVLength implements KVCache {
   /** Split reads: compact K and V tables of the non-warm rows (A) and of the warm rows (B) of a decode step. */
   private splitTables = 0;
   private readonly newRows: StagingRows;
-  private readonly cold: ColdStore;
+  private readonly store: ColdStore;
   /** Per layer: hot and warm slot of each position (-1: none), and the free slots. */
   private readonly slotOf: Int32Array[] = [];
   private readonly warmOf: Int32Array[] = [];
@@ -139,73 +198,125 @@ export class TieredKVCache extends KVLength implements KVCache {
   private reserved = 0;
   private promoted = 0;
   private staged = 0;
+  private written = 0;
   private expanded = 0;
   private stageMs = 0;
   private splitSteps = 0;
   private expandMs = 0;
+  private maxPromoted = 0;
+  /** Attention-mass buffers in the arena (0: first-come placement), and each layer's mass of the step, to apply. */
+  private massExp = 0;
+  private massOut = 0;
+  private readonly nHeads: number;
+  private readonly massOf: Float32Array[] = [];
+  private readonly massLen: Int32Array;
   private disposed = false;
+  private readonly link: ColdLink;
+  private readonly keepKV: boolean;
+  private readonly restorer: Restorer;
+  private readonly restoreBytes: number;
+  /** Positions of the cold rows of the layer being restored (ascending). */
+  private readonly cold: Int32Array;
+  private readonly single = new Int32Array(1);
+  /** The cold tier as the restorer sees it: staging rows of the layer being restored, and reads of stored rows. */
+  private readonly tier: ColdTier;
 
-  constructor(private readonly kern: Kernels, private readonly shape: KVShape, o: TierOptions | number, type: KVType = 'f32') {
+  constructor(private readonly kern: Kernels, private readonly shape: KVShape, readonly budgetBytes: number, type: KVType = 'f32',
+    readonly placement: ResolvedTierPlacement = DEFAULT_TIER_PLACEMENT, opts: TierOptions = {}) {
     super();
-    const opts: TierOptions = typeof o === 'number' ? { budgetBytes: o, type, warm: 'none', warmFraction: 0.5, cold: 'memory', coldPath: undefined } : o;
-    const budgetBytes = opts.budgetBytes!;
-    this.budgetBytes = budgetBytes;
+    const mass = placement.placement === 'attention';
+    if (mass && !(shape.nHeads !== undefined && shape.nHeads >= shape.nKVHeads)) throw new RangeError('tiered KV: the shape needs nHeads for attention-mass placement');
+    this.nHeads = shape.nHeads ?? 0;
+    this.massLen = new Int32Array(shape.nLayers);
     this.rowFloats = shape.nKVHeads * shape.headDim;
-    this.element = kvElement(opts.type, shape.nKVHeads, shape.headDim);
-    this.warmElement = opts.warm === 'none' ? undefined : warmElement(opts.warm, shape.nKVHeads, shape.headDim);
+    this.element = kvElement(type, shape.nKVHeads, shape.headDim);
+    const warmType = opts.warm ?? 'none';
+    this.warmElement = warmType === 'none' ? undefined : warmElement(warmType, shape.nKVHeads, shape.headDim);
     this.rb = this.element.rowBytes;
     this.wrb = this.warmElement?.rowBytes ?? 0;
     const L = shape.nLayers;
     const C = shape.contextLength;
-    const fixed = arenaBytes(shape, this.element, this.warmElement, { hot: 0, warm: 0 });
+    this.keepKV = opts.coldKeep !== 'activations';
+    // kv/options.ts refuses these combinations with the field's name; a cache built directly gets the same errors.
+    if (!this.keepKV && this.warmElement) throw new OptionError('kv.coldKeep', "'activations' keeps no K/V rows to compress into the warm tier: use coldKeep 'kv' with kv.warm");
+    if (!this.keepKV && (opts.cold ?? 'memory') !== 'memory') throw new OptionError('kv.cold', "coldKeep 'activations' keeps layer inputs in host memory: a cold store other than 'memory' would hold nothing");
+    const restore = { mode: opts.restore ?? (this.keepKV ? 'read' : 'recompute'), activations: opts.activations ?? 'f32' } as const;
+    if (!this.keepKV && restore.mode !== 'recompute') throw new OptionError('kv.restore', `with coldKeep 'activations' every cold row is recomputed: restore must be 'recompute', not ${JSON.stringify(restore.mode)}`);
+    this.restoreBytes = restoreArenaBytes(opts.projector, restore);
+    const fx: Fixed = { mass, restore: this.restoreBytes };
+    const fixed = arenaBytes(shape, this.element, this.warmElement, { hot: 0, warm: 0 }, fx);
     const left = Math.max(0, budgetBytes - fixed);
-    const f = this.warmElement ? opts.warmFraction : 0;
+    const f = this.warmElement ? (opts.warmFraction ?? DEFAULT_WARM_FRACTION) : 0;
     const hot = Math.min(C, Math.floor(((1 - f) * left) / (2 * L * this.rb)));
     const warm = this.warmElement ? Math.min(C, Math.floor((left - 2 * L * hot * this.rb) / (2 * L * this.wrb))) : 0;
     const pinned = Math.min(C, SINKS + WINDOW);
-    const need = arenaBytes(shape, this.element, this.warmElement, { hot: pinned, warm: this.warmElement ? pinned : 0 });
     if (!(hot >= pinned) || (this.warmElement && !(warm >= pinned))) {
-      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (tables, staging) and ${pinned} ${this.warmElement ? `hot and ${pinned} warm` : 'hot'} rows per layer (${need} bytes in all${this.warmElement ? `, with kv.warmFraction ${f}` : ''})`);
+      const need = arenaBytes(shape, this.element, this.warmElement, { hot: pinned, warm: this.warmElement ? pinned : 0 }, fx);
+      const parts = `tables, staging${mass ? ', attention mass' : ''}${this.restoreBytes ? ', restore' : ''}`;
+      throw new OptionError('kv.budgetBytes', `${budgetBytes} bytes cannot hold the tiered cache's ${fixed} fixed bytes (${parts}) and ${pinned} ${this.warmElement ? `hot and ${pinned} warm` : 'hot'} rows per layer (${need} bytes in all${this.warmElement ? `, with kv.warmFraction ${f}` : ''})`);
     }
     this.hotRows = hot;
     this.warmRows = warm;
+    this.link = new ColdLink(opts.coldBandwidth ?? Infinity);
+    this.cold = new Int32Array(C);
+    this.tier = {
+      kStage: (j) => this.kStage(j),
+      vStage: (j) => this.vStage(j),
+      readRows: (l, positions, from, to) => this.readRows(l, positions, from, to),
+    };
     this.newRows = new StagingRows(kern, this.rowFloats);
+    const m = attentionMassBytes(this.nHeads, C);
     const sizes = [2 * L * C * 4, 2 * L * hot * this.rb, 2 * C * this.rb];
     if (this.warmElement) sizes.push(2 * L * warm * this.wrb, 2 * C * 8, this.rowFloats * 4);
     if (splitReads(this.element, this.warmElement)) sizes.push(4 * C * 4);
+    if (mass) sizes.push(m.exp, m.out);
     const ptrs: number[] = [];
+    const release = () => {
+      for (const p of ptrs) kern.free(p);
+      this.newRows.dispose();
+    };
+    const oom = (e: unknown) => e instanceof OutOfMemoryError ? new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, this.warmElement, { hot, warm }, fx), e.limit) : e;
     try {
       for (const b of sizes) ptrs.push(kern.alloc(b, 64));
       this.newRows.ensure(Math.min(C, STAGE_ROWS));
     } catch (e) {
-      for (const p of ptrs) kern.free(p);
-      this.newRows.dispose();
-      if (e instanceof OutOfMemoryError) throw new OutOfMemoryError('tiered KV cache', arenaBytes(shape, this.element, this.warmElement, { hot, warm }), e.limit);
-      throw e;
+      release();
+      throw oom(e);
     }
+    let k = 3;
     [this.tables, this.hot, this.stageRows] = ptrs as [number, number, number];
-    if (this.warmElement) [this.warm, this.pairs, this.tmp] = ptrs.slice(3) as [number, number, number];
-    if (splitReads(this.element, this.warmElement)) this.splitTables = ptrs[6]!;
+    if (this.warmElement) { [this.warm, this.pairs, this.tmp] = ptrs.slice(3, 6) as [number, number, number]; k = 6; }
+    if (splitReads(this.element, this.warmElement)) this.splitTables = ptrs[k++]!;
+    if (mass) [this.massExp, this.massOut] = [ptrs[k]!, ptrs[k + 1]!];
     try {
-      this.cold = createColdStore(opts.cold, opts.coldPath, 2 * L, this.rb, C);
+      this.restorer = new Restorer(kern, { ...restore, link: this.link, element: this.element, contextLength: C }, opts.projector);
     } catch (e) {
-      for (const p of ptrs) kern.free(p);
-      this.newRows.dispose();
+      release();
+      throw oom(e);
+    }
+    try {
+      // With only layer inputs kept, the store stays empty (a memory store allocates nothing until written).
+      this.store = createColdStore(opts.cold ?? 'memory', opts.coldPath, 2 * L, this.rb, C);
+    } catch (e) {
+      release();
+      this.restorer.dispose();
       throw e;
     }
     new Uint8Array(kern.memory.buffer, this.hot, 2 * L * hot * this.rb).fill(0);
     new Uint8Array(kern.memory.buffer, this.stageRows, 2 * C * this.rb).fill(0);
+    const migration = { migrationRatio: placement.migrationRatio, maxMigrationsPerStep: placement.maxMigrationsPerStep };
     const window = Math.min(WINDOW, hot - Math.min(SINKS, hot));
     for (let l = 0; l < L; l++) {
       this.slotOf.push(new Int32Array(C).fill(-1));
       this.free.push(Array.from({ length: hot }, (_, i) => hot - 1 - i));
-      this.place.push(new EmaPlacement({ capacity: hot, sinks: Math.min(SINKS, hot - window), window }));
+      this.place.push(new EmaPlacement({ capacity: hot, sinks: Math.min(SINKS, hot - window), window, ...migration }));
       if (this.warmElement) {
         const ww = Math.min(WINDOW, warm - Math.min(SINKS, warm));
         this.warmOf.push(new Int32Array(C).fill(-1));
         this.freeWarm.push(Array.from({ length: warm }, (_, i) => warm - 1 - i));
-        this.placeWarm.push(new EmaPlacement({ capacity: warm, sinks: Math.min(SINKS, warm - ww), window: ww }));
+        this.placeWarm.push(new EmaPlacement({ capacity: warm, sinks: Math.min(SINKS, warm - ww), window: ww, ...migration }));
       }
+      if (mass) this.massOf.push(new Float32Array(C));
     }
     const t = new Uint32Array(kern.memory.buffer);
     for (let l = 0; l < L; l++) {
@@ -265,13 +376,21 @@ export class TieredKVCache extends KVLength implements KVCache {
     this.warmOf[l]![j] = -1;
   }
 
-  /** Moves a row into a free hot slot: an exact copy from the cold tier. */
+  /** Moves a row into a free hot slot: an exact copy from the cold tier (or, keeping only inputs, recomputed). */
   private promote(l: number, j: number): void {
     if (this.slotOf[l]![j]! >= 0) return;
     const s = this.free[l]!.pop();
     if (s === undefined) throw new RangeError(`tiered KV: no free hot slot in layer ${l}`);
-    this.cold.read(2 * l, j, this.mem(this.kSlot(l, s), this.rb));
-    this.cold.read(2 * l + 1, j, this.mem(this.vSlot(l, s), this.rb));
+    if (this.keepKV) {
+      const done = this.link.transfer(2 * this.rb);
+      this.store.read(2 * l, j, this.mem(this.kSlot(l, s), this.rb));
+      this.store.read(2 * l + 1, j, this.mem(this.vSlot(l, s), this.rb));
+      this.link.waitUntil(done);
+    } else {
+      // Only the layer input is kept: recompute the row straight into its slot.
+      this.single[0] = j;
+      this.restorer.restore(l, this.single, 1, { kStage: () => this.kSlot(l, s), vStage: () => this.vSlot(l, s), readRows: () => 0 }, true);
+    }
     this.promoted += 2 * this.rb;
     this.point(l, j, s);
   }
@@ -286,8 +405,10 @@ export class TieredKVCache extends KVLength implements KVCache {
       const s = this.freeWarm[l]!.pop();
       if (s === undefined) throw new RangeError(`tiered KV: no free warm slot in layer ${l}`);
       this.warmOf[l]![j] = s;
-      this.cold.read(2 * l, j, this.mem(this.kStage(j), this.rb));
-      this.cold.read(2 * l + 1, j, this.mem(this.vStage(j), this.rb));
+      const done = this.link.transfer(2 * this.rb);
+      this.store.read(2 * l, j, this.mem(this.kStage(j), this.rb));
+      this.store.read(2 * l + 1, j, this.mem(this.vStage(j), this.rb));
+      this.link.waitUntil(done);
       this.promoted += 2 * this.rb;
       p[4 * n] = this.kStage(j); p[4 * n + 1] = this.kWarm(l, s);
       p[4 * n + 2] = this.vStage(j); p[4 * n + 3] = this.vWarm(l, s);
@@ -324,8 +445,10 @@ export class TieredKVCache extends KVLength implements KVCache {
       const kDst = s < 0 ? this.kStage(j) : this.kSlot(l, s);
       const vDst = s < 0 ? this.vStage(j) : this.vSlot(l, s);
       this.newRows.store(this.element, i, kDst, vDst, 1);
-      this.cold.write(2 * l, j, this.mem(kDst, this.rb));
-      this.cold.write(2 * l + 1, j, this.mem(vDst, this.rb));
+      if (this.keepKV) {
+        this.store.write(2 * l, j, this.mem(kDst, this.rb));
+        this.store.write(2 * l + 1, j, this.mem(vDst, this.rb));
+      }
       if (w && !notWarm.has(j)) {
         const ws = this.freeWarm[l]!.pop();
         if (ws === undefined) throw new RangeError(`tiered KV: no free warm slot in layer ${l} for row ${j}`);
@@ -333,21 +456,49 @@ export class TieredKVCache extends KVLength implements KVCache {
         this.newRows.store(this.warmElement!, i, this.kWarm(l, ws), this.vWarm(l, ws), 1);
       }
     }
+    if (this.keepKV) this.written += 2 * n * this.rb;
     if (w) this.promoteWarm(l, w.promote.filter((j) => j < pos0));
     for (const j of d.promote) if (j < pos0) this.promote(l, j);
   }
 
-  /** Feeds layer l's attention mass of the last step (length = rows in the cache) to its placements. */
-  observe(l: number, mass: ArrayLike<number>): void {
-    this.apply(l, this.place[l]!.observe(mass), this.placeWarm[l]?.observe(mass));
+  saveInputs(l: number, x: number, n: number): void {
+    this.restorer.saveInputs(l, this.len, x, n);
   }
 
-  /** Reads cold rows j0..j1-1 of layer l into their staging rows. */
-  private stageCold(l: number, j0: number, j1: number): void {
-    const bytes = (j1 - j0) * this.rb;
-    this.cold.read(2 * l, j0, this.mem(this.kStage(j0), bytes));
-    this.cold.read(2 * l + 1, j0, this.mem(this.vStage(j0), bytes));
-    this.staged += 2 * bytes;
+  /**
+   * Copies the stored rows of positions[from..to) of layer l from the cold store into their staging rows. Runs are
+   * joined across gaps of at most `gap` rows: placement by attention mass scatters the cold rows, and one read per row
+   * costs more in call overhead than reading a few other rows' stored copies along. The positions between two listed
+   * ones are hot or warm (the list holds every cold row in order): a hot one's table entry points at its slot, so what
+   * staging holds for it is never read, and a warm one's staging row is expanded after this (or not read, in a split
+   * read). Every row before the chunk was written through, so a joined run is all stored.
+   */
+  private readRows(l: number, positions: Int32Array, from: number, to: number): number {
+    if (!this.keepKV && to > from) throw new RangeError('tiered KV: the cold tier keeps no K/V rows to read (coldKeep activations)');
+    const rb = this.rb;
+    const gap = Math.max(1, Math.floor(STAGE_GAP_BYTES / rb));
+    for (let i = from; i < to; ) {
+      let e = i + 1;
+      while (e < to && positions[e]! - positions[e - 1]! - 1 <= gap) e++;
+      const j = positions[i]!;
+      const bytes = (positions[e - 1]! + 1 - j) * rb;
+      this.store.read(2 * l, j, this.mem(this.kStage(j), bytes));
+      this.store.read(2 * l + 1, j, this.mem(this.vStage(j), bytes));
+      i = e;
+    }
+    this.staged += 2 * (to - from) * rb;
+    return 2 * (to - from) * rb;
+  }
+
+  /**
+   * Feeds layer l's attention mass of the last step (length = rows in the cache) to its placements (hot, and warm
+   * with a warm tier). The cache calls it itself with the kernel's mass; it is public for tests and for placement
+   * driven from outside.
+   */
+  observe(l: number, mass: ArrayLike<number>): void {
+    const d = this.place[l]!.observe(mass);
+    this.maxPromoted = Math.max(this.maxPromoted, d.promote.length);
+    this.apply(l, d, this.placeWarm[l]?.observe(mass));
   }
 
   /** Expands the warm rows of layer l before position `end` into their staging rows (one kernel call). */
@@ -373,40 +524,48 @@ export class TieredKVCache extends KVLength implements KVCache {
     const { nKVHeads, headDim } = this.shape;
     const end = pos0 + nQ;
     if (end > this.len + this.reserved) throw new RangeError(`KV attention over ${end} rows (length ${this.len})`);
-    // Stage the rows before this chunk that are not hot (the chunk's own rows were written to staging by commitRows):
-    // warm ones expanded, cold ones read in runs.
+    // Restore the cold rows (neither hot nor warm) before this chunk (the chunk's own rows were written to staging or
+    // their slots by commitRows); then warm rows are read in registers or expanded over their staging rows.
     const slot = this.slotOf[l]!;
     const warm = this.warmElement ? this.warmOf[l]! : undefined;
-    const isCold = (j: number) => slot[j]! < 0 && (warm === undefined || warm[j]! < 0);
+    let s = 0;
+    for (let j = 0; j < pos0; j++) if (slot[j]! < 0 && (warm === undefined || warm[j]! < 0)) this.cold[s++] = j;
     const t0 = now();
-    for (let j = 0; j < pos0;) {
-      if (!isCold(j)) { j++; continue; }
-      let e = j + 1;
-      while (e < pos0 && isCold(e)) e++;
-      this.stageCold(l, j, e);
-      j = e;
-    }
+    this.restorer.restore(l, this.cold, s, this.tier);
     const t1 = now();
     this.stageMs += t1 - t0;
-    if (warm && nQ === 1 && this.splitTables && this.attendSplit(l, q, out, ws, pos0, nHeads, qStride, scale)) return;
+    let mass: { exp: number; out: number } | undefined;
+    if (this.massExp !== 0 && nQ > 0) {
+      if (nHeads !== this.nHeads) throw new RangeError(`tiered KV: attention with ${nHeads} heads, the cache was sized for ${this.nHeads}`);
+      mass = { exp: this.massExp, out: this.massOut };
+    }
+    if (warm && nQ === 1 && this.splitTables && this.attendSplit(l, q, out, ws, pos0, nHeads, qStride, scale, mass)) return;
     if (warm) {
       this.stageWarm(l, pos0);
       this.expandMs += now() - t1;
     }
     const view = { kTable: this.kTable(l), vTable: this.vTable(l), blockRows: 1, el: this.element };
-    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale });
+    attend(this.kern, ws, view, { q, out, nQ, pos0, nHeads, nKVHeads, headDim, qStride, outStride, scale, mass });
+    if (mass) {
+      this.massOf[l]!.set(new Float32Array(this.kern.memory.buffer, this.massOut, end));
+      this.massLen[l] = end;
+    }
   }
 
   /**
    * A decode step reading warm rows in registers: compact tables of the other rows (hot, staged cold, the new row) and
    * of the warm rows, then attendSplit. False (nothing done) when there are no warm rows or the partials do not fit.
+   * With `mass`, the kernel's mass comes back per set in table order (ascending positions within each set) and is
+   * mapped back to positions here.
    */
-  private attendSplit(l: number, q: number, out: number, ws: AttentionWorkspace, pos0: number, nHeads: number, qStride: number, scale: number): boolean {
+  private attendSplit(l: number, q: number, out: number, ws: AttentionWorkspace, pos0: number, nHeads: number, qStride: number, scale: number,
+    mass: { exp: number; out: number } | undefined): boolean {
     const { nKVHeads, headDim, contextLength: C } = this.shape;
     const slot = this.slotOf[l]!;
     const warm = this.warmOf[l]!;
+    const inB = (j: number) => j < pos0 && slot[j]! < 0 && warm[j]! >= 0;
     let nB = 0;
-    for (let j = 0; j < pos0; j++) if (slot[j]! < 0 && warm[j]! >= 0) nB++;
+    for (let j = 0; j < pos0; j++) if (inB(j)) nB++;
     const nA = pos0 + 1 - nB;
     if (nB === 0 || !splitFits(ws, nHeads, headDim, nA, nB)) return false;
     const t = new Uint32Array(this.kern.memory.buffer);
@@ -414,9 +573,8 @@ export class TieredKVCache extends KVLength implements KVCache {
     let a = 0;
     let b = 0;
     for (let j = 0; j <= pos0; j++) {
-      const s = slot[j]!;
-      const w = warm[j]!;
-      if (s < 0 && w >= 0 && j < pos0) {
+      if (inB(j)) {
+        const w = warm[j]!;
         t[kb + b] = this.kWarm(l, w);
         t[vb + b] = this.vWarm(l, w);
         b++;
@@ -428,7 +586,16 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
     const view = (k: number, v: number, el: KVElement<KVStorageType>) => ({ kTable: 4 * k, vTable: 4 * v, blockRows: 1, el: el as KVElement });
     attendSplit(this.kern, ws, view(ka, va, this.element), nA, view(kb, vb, this.warmElement!), nB,
-      { q, out, nHeads, nKVHeads, headDim, qStride, scale });
+      { q, out, nHeads, nKVHeads, headDim, qStride, scale, mass });
+    if (mass) {
+      // out: A's rows then B's, each in ascending positions (the order the tables were built in above).
+      const m = new Float32Array(this.kern.memory.buffer, mass.out, nA + nB);
+      const dst = this.massOf[l]!;
+      a = 0;
+      b = nA;
+      for (let j = 0; j <= pos0; j++) dst[j] = inB(j) ? m[b++]! : m[a++]!;
+      this.massLen[l] = pos0 + 1;
+    }
     this.splitSteps++;
     return true;
   }
@@ -436,10 +603,16 @@ export class TieredKVCache extends KVLength implements KVCache {
   override advance(n: number): void {
     super.advance(n);
     this.reserved = 0;
+    // The step's rows are committed: each layer's placements take the mass of the step's last row.
+    for (let l = 0; l < this.massLen.length; l++) {
+      if (this.massLen[l] === this.len) this.observe(l, this.massOf[l]!.subarray(0, this.len));
+      this.massLen[l] = 0;
+    }
   }
 
   override truncate(len: number): void {
     super.truncate(len);
+    this.massLen.fill(0);
     for (let l = 0; l < this.shape.nLayers; l++) {
       // Rows past the new length give their slots back; the placements then restore their invariants.
       for (let j = len; j < this.place[l]!.length; j++) this.demote(l, j);
@@ -448,8 +621,21 @@ export class TieredKVCache extends KVLength implements KVCache {
     }
   }
 
+  /** The restore's cost model inputs: its shape for s cold tokens and the measured rates (measuring them on first
+   *  use), for benches and tests that compare its predictions with timings. */
+  restoreModel(): { shape: (s: number) => KvprShape; rates: RestoreRates } {
+    return { shape: (s) => this.restorer.shape(s), rates: this.restorer.restoreRates() };
+  }
+
+  /** Changes the restore split of later steps (a cache created with restore other than 'read'). */
+  setRestore(mode: RestoreMode): void {
+    if (!this.keepKV && mode !== 'recompute') throw new OptionError('kv.restore', 'the cold tier keeps only layer inputs: every cold row is recomputed');
+    this.restorer.setMode(mode);
+  }
+
   tierStats(): TierStats {
     const L = this.shape.nLayers;
+    const restore = this.restorer.stats();
     let hot = 0;
     let warm = 0;
     for (let l = 0; l < L; l++) {
@@ -460,23 +646,26 @@ export class TieredKVCache extends KVLength implements KVCache {
         else if (w && w[j]! >= 0) warm++;
       }
     }
-    const sum = (ps: EmaPlacement[], k: 'promotions' | 'demotions') => ps.reduce((a, p) => a + p.stats[k], 0);
+    const sum = (ps: EmaPlacement[], k: 'promotions' | 'demotions' | 'steps') => ps.reduce((a, p) => a + p.stats[k], 0);
     return {
       budgetBytes: this.budgetBytes, hotRowsPerLayer: this.hotRows, warmRowsPerLayer: this.warmRows,
       warmType: this.warmElement?.type ?? 'none',
       hotRows: hot, warmRows: warm, coldRows: this.len * L - hot - warm,
       hotBytes: 2 * L * this.hotRows * this.rb, warmBytes: 2 * L * this.warmRows * this.wrb,
-      promotions: sum(this.place, 'promotions'), demotions: sum(this.place, 'demotions'),
+      placementSteps: sum(this.place, 'steps'), promotions: sum(this.place, 'promotions'), demotions: sum(this.place, 'demotions'),
+      maxPromotionsPerStep: this.maxPromoted,
       warmPromotions: sum(this.placeWarm, 'promotions'), warmDemotions: sum(this.placeWarm, 'demotions'),
       promotedBytes: this.promoted, stagedBytes: this.staged, expandedBytes: this.expanded, stageMs: this.stageMs, expandMs: this.expandMs, splitReads: this.splitSteps,
-      coldStore: this.cold.kind, hostBytes: this.cold.bytes,
+      coldStore: this.store.kind, hostWrittenBytes: this.written, hostBytes: this.store.bytes + restore.activationBytes,
+      ...(this.link.async ? { coldBandwidth: this.link.bytesPerSec } : {}),
+      restore,
     };
   }
 
   stats(): KVStats {
     const L = this.shape.nLayers;
     const bytes = 2 * L * this.hotRows * this.rb + 2 * L * this.warmRows * this.wrb;
-    const arena = arenaBytes(this.shape, this.element, this.warmElement, { hot: this.hotRows, warm: this.warmRows });
+    const arena = arenaBytes(this.shape, this.element, this.warmElement, { hot: this.hotRows, warm: this.warmRows }, { mass: this.massExp !== 0, restore: this.restoreBytes });
     return {
       policy: 'tiered', type: this.element.type,
       layout: this.warmElement ? `tiered:${this.hotRows}+${this.warmRows}${this.warmElement.type}` : `tiered:${this.hotRows}`,
@@ -489,10 +678,11 @@ export class TieredKVCache extends KVLength implements KVCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const p of [this.tables, this.hot, this.stageRows, this.warm, this.pairs, this.tmp, this.splitTables]) if (p) this.kern.free(p);
+    for (const p of [this.tables, this.hot, this.stageRows, this.warm, this.pairs, this.tmp, this.splitTables, this.massExp, this.massOut]) if (p) this.kern.free(p);
     this.newRows.dispose();
-    this.cold.dispose();
-    this.tables = this.hot = this.stageRows = this.warm = this.pairs = this.tmp = this.splitTables = 0;
+    this.restorer.dispose();
+    this.store.dispose();
+    this.tables = this.hot = this.stageRows = this.warm = this.pairs = this.tmp = this.splitTables = this.massExp = this.massOut = 0;
     this.len = 0;
   }
 }

@@ -16,6 +16,7 @@ import type { LlamaWeights, Matrix } from './weights.js';
 import { actFormat, matmulKernelName, prepareActivations } from './matmul.js';
 import type { ActFormat } from './matmul.js';
 import type { AttentionTracer } from '../tiers/attention-mass.js';
+import type { KVProjector, ProjectionScratch } from '../tiers/restore.js';
 
 /** Scratch buffers for one chunk of up to `batch` tokens; shared by all sessions of a model (eval is not reentrant). */
 interface Scratch {
@@ -81,6 +82,15 @@ export class LlamaGraph {
     }
     this.rope = new RopeTable(hp, w.ropeFreqs);
     this.ropeRow = new Float32Array(batch * hp.headDim);
+    const usesF32 = w.layers.every((L) => actFormat(L.wk.type) === 'f32' && actFormat(L.wv.type) === 'f32');
+    this.projector = {
+      nLayers: hp.nLayers,
+      hidden: hp.dim,
+      kvDim: hp.nKVHeads * hp.headDim,
+      headDim: hp.headDim,
+      actScratchBytes: (rows) => (usesF32 ? 0 : rows * hp.dim * 4 + 64),
+      project: (l, x, n, positions, kOut, vOut, ws, alongside) => this.projectKV(l, x, n, positions, kOut, vOut, ws, alongside),
+    };
   }
 
   dispose(): void {
@@ -90,11 +100,37 @@ export class LlamaGraph {
   }
 
   /** Matrix multiplies of n activation rows as one job: each matrix's output rows are split across the threads. */
-  private matmuls(n: number, ops: MatmulOp[]): void {
+  private matmuls(n: number, ops: MatmulOp[], alongside?: () => void): void {
     this.kern.parallel(ops.map(([m, x, y, ldy]) => ({
       fn: matmulKernelName(m.type)!, args: [m.ptr, x, y, m.rows, m.cols, n, ldy ?? m.rows, 0, m.rows], lo: 7, hi: 8, granule: ROW_GRANULE,
       work: m.rows * m.cols * n,
-    })));
+    })), alongside);
+  }
+
+  /**
+   * The K/V projections on their own, for a tiered cache that recomputes cold rows from saved layer inputs
+   * (engine/tiers/restore.ts): the same activation formats, kernels, bias and RoPE as forward, so a row comes out
+   * bit-identical to the one forward wrote from the same input.
+   */
+  readonly projector: KVProjector;
+
+  private projectKV(l: number, x: number, n: number, positions: ArrayLike<number>, kOut: number, vOut: number, ws: ProjectionScratch, alongside?: () => void): void {
+    const { hp, kern } = this;
+    const L = this.w.layers[l]!;
+    const kvDim = hp.nKVHeads * hp.headDim;
+    const fk = actFormat(L.wk.type);
+    const fv = actFormat(L.wv.type);
+    let xk = x;
+    if (fk !== 'f32') prepareActivations(kern, fk, x, (xk = ws.act[0]), n * hp.dim);
+    let xv = fv === fk ? xk : x;
+    if (fv !== 'f32' && fv !== fk) prepareActivations(kern, fv, x, (xv = ws.act[1]), n * hp.dim);
+    const table = new Float32Array(n * hp.headDim);
+    for (let i = 0; i < n; i++) this.rope.fill(positions[i]!, table, i * hp.headDim);
+    kern.write(ws.rope, table);
+    this.matmuls(n, [[L.wk, xk, kOut, kvDim], [L.wv, xv, vOut, kvDim]], alongside);
+    this.addBias(kOut, L.bk, n, kvDim);
+    this.addBias(vOut, L.bv, n, kvDim);
+    kern.k.rope(kOut, ws.rope, n, hp.nKVHeads, hp.headDim, kvDim, 0);
   }
 
   /**
@@ -154,6 +190,7 @@ export class LlamaGraph {
 
       // Attention block.
       k.rmsnorm(s.x, L.attnNorm, s.xb, hp.dim, n, hp.rmsEps);
+      kv.saveInputs?.(l, s.xb, n);
       const xin = this.inputs(s.xb, n, hp.dim);
       this.matmuls(n, [[L.wq, xin(L.wq), s.q], [L.wk, xin(L.wk), kRows, kvDim], [L.wv, xin(L.wv), vRows, kvDim]]);
       this.addBias(s.q, L.bq, n, qDim);

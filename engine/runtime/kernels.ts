@@ -17,7 +17,10 @@ type RowFn = (src: number, dst: number, nElems: number) => void;
 /** wasm/attention.ts: partial results of work items w0..w1 (sequence block b = w / nKvHeads, kv head g = w % nKvHeads). */
 type AttnPartialsFn = (q: number, queries: number, kTable: number, vTable: number, blockRows: number, kvType: number, qBlock: number, part: number,
   scratch: number, nQ: number, nHeads: number, nKvHeads: number, headDim: number, pos0: number, rowBytes: number, qStrideFloats: number,
-  scale: number, w0: number, w1: number) => void;
+  scale: number, w0: number, w1: number, massExp: number) => void;
+/** wasm/attention.ts: the last row's attention mass over positions j0..j1 (after attn_partials with massExp). */
+type AttnMassFn = (part: number, massExp: number, out: number, nQ: number, nHeads: number, headDim: number, pos0: number,
+  j0: number, j1: number) => void;
 /** wasm/attention.ts: folds the partials of rows r0..r1 into out. */
 type AttnMergeFn = (part: number, out: number, nQ: number, nHeads: number, headDim: number, pos0: number, outStrideFloats: number,
   r0: number, r1: number) => void;
@@ -82,6 +85,8 @@ export type KernelExports = {
   attn_partials_scalar: AttnPartialsFn;
   attn_merge: AttnMergeFn;
   attn_merge_scalar: AttnMergeFn;
+  attn_mass: AttnMassFn;
+  attn_mass_scalar: AttnMassFn;
   attn_queries(kvType: number, qBlock: number, q: number, queries: number, nHeads: number, headDim: number, qStrideFloats: number, r0: number, r1: number): void;
   attn_scratch_bytes(headDim: number): number;
   attn_query_bytes(headDim: number): number;
@@ -91,11 +96,16 @@ export type KernelExports = {
   kv_convert_rows: KVConvertFn;
   attn_merge_split: AttnMergeSplitFn;
   attn_merge_split_scalar: AttnMergeSplitFn;
+  attn_mass_split: AttnMassSplitFn;
+  attn_mass_split_scalar: AttnMassSplitFn;
   kv_convert_rows_scalar: KVConvertFn;
 };
 
 /** wasm/attention_split.ts: one query row's partials over two row sets, A's blocks then B's. */
 type AttnMergeSplitFn = (partA: number, nSbA: number, partB: number, nSbB: number, out: number, nHeads: number, headDim: number) => void;
+/** wasm/attention_split.ts: the mass of that row per row of each set (out_a: A's rows, out_b: B's, in table order). */
+type AttnMassSplitFn = (partA: number, nSbA: number, expA: number, nA: number, partB: number, nSbB: number, expB: number, nB: number,
+  outA: number, outB: number, nHeads: number, headDim: number) => void;
 /** wasm/kv_convert.ts: n rows through {src, dst} u32 pointer pairs, src type -> f32 -> dst type. */
 type KVConvertFn = (srcType: number, srcBlock: number, dstType: number, dstBlock: number, pairs: number, n: number, rowFloats: number, tmp: number) => void;
 
@@ -331,17 +341,19 @@ export class Kernels {
 
   /**
    * Runs kernel calls, each split by its range across the pool's threads (see runtime/pool.ts), as one job; without
-   * a pool, each call runs whole on this thread.
+   * a pool, each call runs whole on this thread. `alongside` runs on this thread while the workers compute (before
+   * the calls when there are no workers to overlap with).
    */
-  parallel(calls: PoolCall[]): void {
+  parallel(calls: PoolCall[], alongside?: () => void): void {
     if (this.pool) {
       let work = 0;
       for (const c of calls) work += c.work ?? Infinity;
       if (work >= poolMinWork) {
-        this.pool.run(calls);
+        this.pool.run(calls, alongside);
         return;
       }
     }
+    alongside?.();
     const k = this.k as unknown as Record<string, (...a: number[]) => void>;
     for (const c of calls) k[c.fn]!(...c.args);
   }

@@ -109,8 +109,12 @@ export class KernelPool {
     return new KernelPool(threads, memory, ctrl, names, exports, workers);
   }
 
-  /** Runs the calls on all threads and returns when every thread has finished its share. */
-  run(calls: PoolCall[]): void {
+  /**
+   * Runs the calls on all threads and returns when every thread has finished its share. `alongside`, if given, runs
+   * on this thread right after the job is posted, while the workers start on it; this thread then claims whatever
+   * parts are left (a restore overlaps reading cold rows with recomputing others this way).
+   */
+  run(calls: PoolCall[], alongside?: () => void): void {
     if (this.disposed) throw new PoolError('the kernel pool was disposed');
     const { I, F } = this;
     if (calls.length > MAX_CALLS) throw new RangeError(`a pool job holds at most ${MAX_CALLS} calls`);
@@ -142,6 +146,13 @@ export class KernelPool {
     Atomics.notify(I, SEQ);
 
     let mainError: unknown;
+    if (alongside) {
+      try {
+        alongside();
+      } catch (e) {
+        mainError = e;
+      }
+    }
     for (let part = claimPart(I, tag); part >= 0; part = claimPart(I, tag)) {
       try {
         this.runPart(calls, part);

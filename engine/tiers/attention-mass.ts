@@ -3,7 +3,7 @@
  * summed over the query heads (so a row's masses sum to nHeads). This is a separate, simple path that runs only when
  * a session traces: it keeps its own f32 copy of every layer's K rows (taken as the projections wrote them, after
  * RoPE, before the cache converts them to its element type) and computes in f64 in JS, so the fast kernel is
- * untouched. For f16/q8_0 caches the mass is therefore that of the unrounded keys (a trace, not the logits).
+ * untouched (a tiered cache's placement takes its mass from the kernel instead: wasm/attention.ts attn_mass). For f16/q8_0 caches the mass is therefore that of the unrounded keys (a trace, not the logits).
  */
 import { OptionError } from '../errors.js';
 import type { TraceRecorder } from './trace.js';
@@ -45,8 +45,6 @@ export class AttentionTracer {
   private len = 0;
   private pending: Float64Array[][] = [];
   private readonly kvDim: number;
-  /** Gets each layer's mass of a chunk's last row (a tiered cache's placement listens here). */
-  onLastRow?: (layer: number, mass: Float64Array) => void;
 
   constructor(readonly recorder: TraceRecorder, readonly shape: AttentionMassShape, private readonly contextLength: number) {
     if (recorder.nLayers !== shape.nLayers) throw new OptionError('trace', `the recorder has ${recorder.nLayers} layers, the model ${shape.nLayers}`);
@@ -83,7 +81,6 @@ export class AttentionTracer {
       const step = this.recorder.steps;
       for (let l = 0; l < this.shape.nLayers; l++) this.recorder.record(l, step, this.pending[i]![l]!);
     }
-    if (this.onLastRow && n > 0) for (let l = 0; l < this.shape.nLayers; l++) this.onLastRow(l, this.pending[n - 1]![l]!);
     this.pending = [];
     this.len += n;
   }

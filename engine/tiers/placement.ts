@@ -33,6 +33,15 @@ export interface EmaPlacementOptions {
   maxMigrationsPerStep?: number;
   /** A cold token replaces a hot one only when its EMA is above (1 + hysteresis) times the hot one's, default 0.25. */
   hysteresis?: number;
+  /**
+   * What the EMA averages, default 'mass': each token's share of the step's attention mass. 'reads': 1 for a token
+   * whose share is above `readShare` (read by a sparse reader), else 0; the EMA then estimates how likely a token is
+   * to be read, which is what a cold row costs (a read row costs its bytes whatever its mass). With alpha >= 0.5
+   * the order is that of the most recent read, then the one before (least-recently-read eviction).
+   */
+  signal?: 'mass' | 'reads';
+  /** With signal 'reads': the share of the step's mass above which a token counts as read, in [0, 1), default 0. */
+  readShare?: number;
 }
 
 /** Row moves, to apply in this order: `demote` (hot -> cold), then `promote` (cold -> hot). */
@@ -63,6 +72,8 @@ export class EmaPlacement {
   readonly migrationRatio: number;
   readonly maxMigrationsPerStep: number;
   readonly hysteresis: number;
+  readonly signal: 'mass' | 'reads';
+  readonly readShare: number;
   readonly stats: PlacementStats = { steps: 0, promotions: 0, demotions: 0, forcedDemotions: 0 };
   private ema = new Float64Array(64);
   private hot = new Uint8Array(64);
@@ -86,6 +97,10 @@ export class EmaPlacement {
     if (!(this.migrationRatio >= 0 && this.migrationRatio <= 1)) throw new OptionError('migrationRatio', `${this.migrationRatio} is not in [0, 1]`);
     this.maxMigrationsPerStep = opts.maxMigrationsPerStep ?? Infinity;
     if (!(this.maxMigrationsPerStep >= 0)) throw new OptionError('maxMigrationsPerStep', `${this.maxMigrationsPerStep} is not >= 0`);
+    this.signal = opts.signal ?? 'mass';
+    if (this.signal !== 'mass' && this.signal !== 'reads') throw new OptionError('signal', `"${String(this.signal)}" is not 'mass' or 'reads'`);
+    this.readShare = opts.readShare ?? 0;
+    if (!(this.readShare >= 0 && this.readShare < 1)) throw new OptionError('readShare', `${this.readShare} is not in [0, 1)`);
     this.hysteresis = opts.hysteresis ?? 0.25;
     if (!(this.hysteresis >= 0 && Number.isFinite(this.hysteresis))) throw new OptionError('hysteresis', `${this.hysteresis} is not a finite number >= 0`);
   }
@@ -112,13 +127,20 @@ export class EmaPlacement {
     return i < this.sinks || i >= this.n - this.window;
   }
 
-  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay). */
-  private victims(end: number): number[] {
+  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay), up to `count`. */
+  private victims(end: number, count = Infinity): number[] {
     const v: number[] = [];
     for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
-    const e = this.ema;
-    return v.sort((a, b) => e[a]! - e[b]! || b - a);
+    const heap = new RowHeap(v, this.colder);
+    const out: number[] = [];
+    while (out.length < count && heap.size > 0) out.push(heap.pop());
+    return out;
   }
+
+  /** Victim order: lower EMA first, then the newer row. */
+  private readonly colder = (x: number, y: number): boolean => this.ema[x]! < this.ema[y]! || (this.ema[x] === this.ema[y] && x > y);
+  /** Candidate order: higher EMA first, then the older row. */
+  private readonly hotter = (x: number, y: number): boolean => this.ema[x]! > this.ema[y]! || (this.ema[x] === this.ema[y] && x < y);
 
   /** `count` new rows are about to be written; see the class comment. */
   append(count: number): PlacementDecision {
@@ -142,7 +164,7 @@ export class EmaPlacement {
     const need = this.nHot + mustHot - this.capacity;
     if (need > 0) {
       // Enough unpinned hot rows always exist: every pinned row fits the capacity (checked in the constructor).
-      for (const i of this.victims(old).slice(0, need)) {
+      for (const i of this.victims(old, need).slice(0, need)) {
         this.hot[i] = 0;
         d.demote.push(i);
       }
@@ -179,34 +201,58 @@ export class EmaPlacement {
     if (sum === 0) return d;
     const e = this.ema;
     const a = this.alpha;
-    for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
-
-    let minHot = Infinity;
-    for (let i = 0; i < n; i++) if (this.hot[i] === 1 && !this.pinned(i) && e[i]! < minHot) minHot = e[i]!;
-    let free = this.capacity - this.nHot;
-    const bar = (1 + this.hysteresis) * minHot;
-    const cands: number[] = [];
-    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
-    if (cands.length === 0) return d;
-    cands.sort((x, y) => e[y]! - e[x]! || x - y);
-    const victims = free >= cands.length ? [] : this.victims(n);
-    // Beneficial moves: fill free rows first, then swap while the candidate clearly beats the coldest hot row left.
-    let k = 0;
-    for (let f = free, v = 0; k < cands.length; k++) {
-      if (f > 0) f--;
-      else if (v < victims.length && e[cands[k]!]! > (1 + this.hysteresis) * e[victims[v]!]!) v++;
-      else break;
+    if (this.signal === 'reads') {
+      const cut = this.readShare * sum;
+      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (mass[i]! > cut ? a : 0);
+    } else {
+      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
     }
+    if (this.migrationRatio === 0 || this.maxMigrationsPerStep === 0) return d;
+
+    // One pass for the unpinned hot rows (the possible victims) and the coldest of them.
+    const hotRows: number[] = [];
+    let minHot = Infinity;
+    for (let i = 0; i < n; i++) {
+      if (this.hot[i] !== 1 || this.pinned(i)) continue;
+      hotRows.push(i);
+      if (e[i]! < minHot) minHot = e[i]!;
+    }
+    let free = this.capacity - this.nHot;
+    const h1 = 1 + this.hysteresis;
+    const bar = h1 * minHot;
+    const cands: number[] = [];
+    // Only rows read at this step (mass > 0) move up: the reader has just staged them, so promoting one costs no
+    // extra read from the slow tier (promoting a row nobody reads now would).
+    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && mass[i]! > 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
+    if (cands.length === 0) return d;
+    // Beneficial moves, taken in order from two heaps (built in linear time; only the moves made are sorted): fill
+    // free rows first, then swap while the best candidate left clearly beats the coldest hot row left.
+    const candHeap = new RowHeap(cands, this.hotter);
+    let victimHeap: RowHeap | undefined;
+    const top: number[] = [];
+    const out: number[] = [];
+    for (let f = free; candHeap.size > 0; ) {
+      if (f > 0) {
+        f--;
+        top.push(candHeap.pop());
+        continue;
+      }
+      victimHeap ??= new RowHeap(hotRows, this.colder);
+      if (victimHeap.size === 0 || !(e[candHeap.peek()]! > h1 * e[victimHeap.peek()]!)) break;
+      top.push(candHeap.pop());
+      out.push(victimHeap.pop());
+    }
+    const k = top.length;
     const R = this.migrationRatio;
     const moves = Math.min(this.maxMigrationsPerStep, R >= 1 ? k : Math.ceil(R * k));
     for (let j = 0, v = 0; j < moves; j++) {
       if (free > 0) free--;
       else {
-        const out = victims[v++]!;
-        this.hot[out] = 0;
-        d.demote.push(out);
+        const o = out[v++]!;
+        this.hot[o] = 0;
+        d.demote.push(o);
       }
-      const c = cands[j]!;
+      const c = top[j]!;
       this.hot[c] = 1;
       d.promote.push(c);
     }
@@ -245,5 +291,46 @@ export class EmaPlacement {
     this.stats.promotions += d.promote.length;
     this.stats.demotions += d.demote.length;
     return d;
+  }
+}
+
+/** A binary heap of row indices; `first(a, b)`: a comes out before b. Built in place from `rows` in linear time. */
+class RowHeap {
+  constructor(private readonly h: number[], private readonly first: (a: number, b: number) => boolean) {
+    for (let i = (h.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  get size(): number {
+    return this.h.length;
+  }
+
+  peek(): number {
+    return this.h[0]!;
+  }
+
+  pop(): number {
+    const h = this.h;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  private down(i: number): void {
+    const h = this.h;
+    const n = h.length;
+    const x = h[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && this.first(h[c + 1]!, h[c]!)) c++;
+      if (!this.first(h[c]!, x)) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = x;
   }
 }

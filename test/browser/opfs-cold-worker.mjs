@@ -20,7 +20,9 @@ self.onmessage = async () => {
     const vocab = model.info.hparams.nVocab;
     const plain = model.createSession();
     const cold = await openOpfsColdFile('bmc-llm-kv-test.bin');
-    const tiered = model.createSession({ kv: { policy: 'tiered', budgetBytes: 170000, cold } });
+    // 170000 for the tables, staging and pools, plus the attention-mass buffers: (8 heads + 1) f32 per position.
+    const budget = 170000 + 4 * 9 * 256;
+    const tiered = model.createSession({ kv: { policy: 'tiered', budgetBytes: budget, cold } });
     const prompt = Array.from({ length: 150 }, (_, i) => 1 + ((i * 7919 + 13) % (vocab - 1)));
     let equal = same(await plain.eval(prompt, { logits: 'all' }), await tiered.eval(prompt, { logits: 'all' }));
     let steps = 0;
@@ -36,7 +38,7 @@ self.onmessage = async () => {
     const after = await names();
     model.dispose();
     self.postMessage({ ok: true, equal, steps, coldStore: s.tiers.coldStore, coldRows: s.tiers.coldRows, rows: s.length * model.info.hparams.nLayers,
-      hostBytes: s.tiers.hostBytes, stagedBytes: s.tiers.stagedBytes, arena: s.bytes + s.overheadBytes, during, after });
+      hostBytes: s.tiers.hostBytes, stagedBytes: s.tiers.stagedBytes, arena: s.bytes + s.overheadBytes, budget, during, after });
   } catch (e) {
     self.postMessage({ ok: false, error: `${e?.name}: ${e?.message}` });
   }

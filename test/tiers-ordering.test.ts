@@ -1,0 +1,62 @@
+/**
+ * The issue's ordering oracle >= online >= reactive >= static on recorded traces of the real fixture models (greedy
+ * decoding, 200 tokens after "Once upon a time"), replayed on the GH200-like two-tier model with fast tiers of 1/8,
+ * 1/4 and 1/2 of the largest KV. The online policy runs twice: with the engine's defaults (EMA of attention mass,
+ * window 32, sinks 4) and with READS_ONLINE (tuned on held-out traces, see simulate.ts). The test prints every
+ * figure and asserts what holds; the README lists where the full ordering does not.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../engine/index.js';
+import { gh200Model, READS_ONLINE, simulatePlacement } from '../engine/tiers/simulate.js';
+import { readTrace, TraceRecorder } from '../engine/tiers/trace.js';
+import type { AttentionTrace } from '../engine/tiers/trace.js';
+import { MODELS } from './shared-paths.js';
+
+async function record(name: string): Promise<AttentionTrace> {
+  const m = await loadModel(join(MODELS, name), { contextLength: 256 });
+  try {
+    const hp = m.info.hparams!;
+    const rec = new TraceRecorder({ nLayers: hp.nLayers, meta: { model: name, kvBytesPerToken: 2 * hp.nKVHeads * hp.headDim * 4 } });
+    const s = m.createSession({ trace: rec });
+    for await (const _ of m.generate('Once upon a time', { maxTokens: 200, temperature: 0, ignoreEos: true, session: s })) { /* drain */ }
+    return readTrace(rec.finish());
+  } finally {
+    m.dispose();
+  }
+}
+
+const FRACTIONS = [0.125, 0.25, 0.5];
+
+describe.each(['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'])('placement ordering on a trace of %s', (name) => {
+  it.skipIf(!existsSync(join(MODELS, name)))('fast tiers of 1/8, 1/4, 1/2', async () => {
+    const tr = await record(name);
+    expect(tr.records.length).toBeGreaterThanOrEqual(200);
+    for (const f of FRACTIONS) {
+      const model = gh200Model(tr, { fastFraction: f });
+      const all = simulatePlacement(tr, model, { policies: ['static', 'reactive', 'online', 'oracle'], anneal: { seed: 1 } });
+      const reads = simulatePlacement(tr, model, { policies: ['static', 'online'], online: READS_ONLINE });
+      const t = Object.fromEntries(all.results.map((r) => [r.policy, r.timeS])) as Record<string, number>;
+      const tReads = reads.results.find((r) => r.policy === 'online')!.timeS;
+      const x = (v: number) => (t.static! / v).toFixed(4);
+      console.log(`${name} fast ${f}: vs static: reactive ${x(t.reactive!)}, online (mass) ${x(t.online!)}, online (reads) ${x(tReads)}, oracle ${x(t.oracle!)}`);
+      // Times: lower is better. What holds on every model and fast tier: reactive and the oracle beat static.
+      const le = (a: number, b: number, what: string) => expect(a, `${name} fast ${f}: ${what}`).toBeLessThanOrEqual(b * (1 + 1e-12));
+      le(t.reactive!, t.static!, 'reactive <= static');
+      le(t.oracle!, t.static!, 'oracle <= static');
+      if (name === 'llama2xs-tok512.gguf') {
+        // The issue's full ordering, with the online policy in its reads setting.
+        le(t.oracle!, tReads, 'oracle <= online (reads)');
+        le(tReads, t.reactive!, 'online (reads) <= reactive');
+      } else if (name === 'stories260K.gguf') {
+        // Both online settings beat static but not reactive (by 0.1-0.8%; README), and the annealed oracle, a bound
+        // only within its look-ahead family, lands below reactive at 1/4 and 1/2.
+        le(t.online!, t.static!, 'online (mass) <= static');
+        le(tReads, t.static!, 'online (reads) <= static');
+      }
+      // babyllama-tok105 reads ~98% of its tokens at every step, so no placement moves the time by more than 0.2%
+      // and the online policy's migrations leave it up to 0.15% behind static (README): nothing more is asserted.
+    }
+  }, 120_000);
+});
