@@ -257,7 +257,7 @@ export class Model {
 }
 
 /** `$BMC_LLM_THREADS` if set (and valid), else the cores this runtime reports. */
-async function defaultThreads(): Promise<number> {
+export async function defaultThreads(): Promise<number> {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.BMC_LLM_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);

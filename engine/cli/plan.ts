@@ -6,14 +6,14 @@
  */
 import { OptionError, formatBytes } from '../errors.js';
 import { readGGUFHeader } from '../gguf/reader.js';
-import { loadModel, resolveSource } from '../model.js';
+import { defaultThreads, loadModel, resolveSource } from '../model.js';
 import { readHParams } from '../model/hparams.js';
 import { planWeights } from '../model/weights.js';
 import { resolveModelPath } from '../adapters/model-cache.js';
 import { Kernels } from '../runtime/kernels.js';
 import { measureBaseStepNs } from '../kv/measure-base.js';
 import { DEFAULT_K_SPEC, PLAN_POLICIES, baseTokenNs, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../kv/analytical.js';
-import type { ModelShape, Prediction } from '../kv/analytical.js';
+import type { CostConstants, ModelShape, Prediction } from '../kv/analytical.js';
 import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
 import { kvElement } from '../kv/element.js';
 import { helpText, parseArgs } from './args.js';
@@ -30,6 +30,7 @@ export const PLAN_FLAGS: FlagSpec[] = [
   { name: 'batch-size', type: 'int', help: 'prompt tokens per forward chunk (default 128)' },
   { name: 'policies', type: 'string', help: `comma-separated policies (default ${PLAN_POLICIES.join(',')})` },
   { name: 'measure', type: 'int', help: 'time N real decode steps for the base step time (loads the weights; default: estimate from weight bytes)' },
+  { name: 'threads', short: 't', type: 'int', help: 'threads the model will run on (default: $BMC_LLM_THREADS or the number of cores)' },
   { name: 'json', type: 'bool', help: 'print JSON instead of a table' },
   { name: 'help', short: 'h', type: 'bool', help: 'show this help' },
 ];
@@ -94,15 +95,22 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   }
 
   err('calibrating...\n');
-  const kern = await Kernels.create();
-  const constants = calibrate(kern, shape);
+  // Calibrate on as many threads as the model will run: attention is split between them.
+  const threads = (flags.threads as number | undefined) ?? await defaultThreads();
+  const kern = await Kernels.create({ threads });
+  let constants: CostConstants;
+  try {
+    constants = calibrate(kern, shape);
+  } finally {
+    kern.dispose();
+  }
   err(`calibrated in ${constants.calibrationMs.toFixed(1)} ms\n`);
   let baseSource = `estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights`;
   const measure = flags.measure as number | undefined;
   if (measure !== undefined) {
     if (!Number.isInteger(measure) || measure < 1 || measure > 10000) throw new OptionError('--measure', `${measure} is not an integer in [1, 10000]`);
     err(`timing ${measure} decode steps...\n`);
-    const model = await loadModel(path, { contextLength: Math.max(contextLength, 32 + 8 + measure + 1), batchSize: batch, kv: { policy: 'static', type: kvType } });
+    const model = await loadModel(path, { contextLength: Math.max(contextLength, 32 + 8 + measure + 1), batchSize: batch, kv: { policy: 'static', type: kvType }, threads });
     try {
       shape.baseTokenNs = await measureBaseStepNs(model, constants, { steps: measure });
     } finally {

@@ -294,7 +294,9 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
     const ws = new AttentionWorkspace(kern, { nHeads, headDim, contextLength: rowsHi, batch: 1 });
     m.onFree(() => ws.dispose());
     const scale = 1 / Math.sqrt(headDim);
-    const here = runHere(kern);
+    // On the kernel threads, as the model runs attention: timed on one thread it cost twice what 2-thread decode
+    // steps measured (bench:kv, stories15M shape), so predictions came out 20-40% slow at long lengths.
+    const here = kern.threads > 1 ? undefined : runHere(kern);
     const views = [
       { kTable: ct, vTable: ct + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el },
       { kTable: kt, vTable: vt, blockRows: block, el },

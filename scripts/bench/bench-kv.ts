@@ -8,7 +8,7 @@
  *   npm run bench:kv                          quick: stories15M shape with Q4_0 weights, lengths 256 1024 2048 4096
  *   npm run bench:kv -- --full                also F32 weights and a TinyLlama-1.1B-shaped model (4 layers, Q8_0)
  *   npm run bench:kv -- --shapes stories15m-f32 --lengths 256,4096 --policies concat,bmc:64
- *   (--docs also writes the charts to docs/bench-kv-<shape>.svg; --chunk N sets the interleaving)
+ *   (--docs also writes docs/bench-kv.json and the charts docs/bench-kv-<shape>.svg; --chunk N sets the interleaving)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -65,8 +65,10 @@ for (const shape of shapes) {
   const probe = await loadModel(file, { contextLength, kv: { policy: 'static' } });
   const hp = probe.info.hparams!;
   const mshape: ModelShape = { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength };
-  const kern = await Kernels.create();
+  // Calibrated on as many threads as the model runs (attention is split between them).
+  const kern = await Kernels.create({ threads: probe.info.threads });
   const constants = calibrate(kern, mshape);
+  kern.dispose();
   mshape.baseTokenNs = await measureBaseStepNs(probe, constants, { promptLen });
   probe.dispose();
   calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs! / 1e6 };
@@ -172,7 +174,9 @@ for (const x of summary) {
 }
 
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'kv.json'), `${JSON.stringify({ date: new Date().toISOString(), promptLen, lengths, calibrations, rows, summary }, null, 2)}\n`);
+const json = `${JSON.stringify({ date: new Date().toISOString(), promptLen, chunk: CHUNK, lengths, calibrations, rows, summary }, null, 2)}\n`;
+writeFileSync(join(outDir, 'kv.json'), json);
+if (argv.includes('--docs')) writeFileSync(join('docs', 'bench-kv.json'), json);
 for (const shape of shapes) {
   const series = policyNames.map((p) => ({ name: p, points: rows.filter((r) => r.shape === shape && r.policy === p).map((r) => [r.length, r.tokensPerSecond] as [number, number]) }));
   const svg = lineChart({ title: `decode tokens/s by KV policy (${shape})`, xLabel: 'generated tokens', yLabel: 'tokens/s', series, logX: true });
