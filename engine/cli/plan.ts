@@ -13,7 +13,7 @@ import { resolveModelPath } from '../adapters/model-cache.js';
 import { Kernels } from '../runtime/kernels.js';
 import { measureBaseStepNs } from '../kv/measure-base.js';
 import { DEFAULT_K_SPEC, PLAN_POLICIES, baseTokenNs, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../kv/analytical.js';
-import type { CostConstants, ModelShape, Prediction } from '../kv/analytical.js';
+import type { ModelShape, Prediction } from '../kv/analytical.js';
 import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
 import { kvElement } from '../kv/element.js';
 import { helpText, parseArgs } from './args.js';
@@ -95,15 +95,10 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   }
 
   err('calibrating...\n');
-  // Calibrate on as many threads as the model will run: attention is split between them.
+  // Attention's per-row cost is divided by the threads the model will run it on (CalibrateOptions.threads).
   const threads = (flags.threads as number | undefined) ?? await defaultThreads();
-  const kern = await Kernels.create({ threads });
-  let constants: CostConstants;
-  try {
-    constants = calibrate(kern, shape);
-  } finally {
-    kern.dispose();
-  }
+  const kern = await Kernels.create();
+  const constants = calibrate(kern, shape, { threads });
   err(`calibrated in ${constants.calibrationMs.toFixed(1)} ms\n`);
   let baseSource = `estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights`;
   const measure = flags.measure as number | undefined;

@@ -95,6 +95,13 @@ export interface CalibrateOptions {
   matmulBytes?: number;
   /** Timed repetitions of each measurement (lower quartile taken; default 5). */
   reps?: number;
+  /**
+   * Threads the model runs attention on (default 1). Attention is timed on one thread, where it is steady, and its
+   * per-row cost divided by this: the model splits the (block, head) items evenly. Timed on the pool instead, each
+   * isolated call paid the workers' wake-up and overstated the cost; timed on one thread and not divided, it cost
+   * twice what 2-thread decode steps showed (bench:kv, stories15M shape).
+   */
+  threads?: number;
 }
 
 export interface ModelOptions {
@@ -294,9 +301,7 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
     const ws = new AttentionWorkspace(kern, { nHeads, headDim, contextLength: rowsHi, batch: 1 });
     m.onFree(() => ws.dispose());
     const scale = 1 / Math.sqrt(headDim);
-    // On the kernel threads, as the model runs attention: timed on one thread it cost twice what 2-thread decode
-    // steps measured (bench:kv, stories15M shape), so predictions came out 20-40% slow at long lengths.
-    const here = kern.threads > 1 ? undefined : runHere(kern);
+    const here = runHere(kern);
     const views = [
       { kTable: ct, vTable: ct + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el },
       { kTable: kt, vTable: vt, blockRows: block, el },
@@ -387,7 +392,9 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
 
   const { copy, zero } = measureCopyAndZero(kern, copyBytes, reps);
   const allocFreeNs = measureAllocFree(kern, allocBytes, 2 * shape.nLayers, reps);
-  const attn = measureAttention(kern, shape, attnRows, reps);
+  const attnThreads = Math.max(1, Math.floor(opts.threads ?? 1));
+  const measured = measureAttention(kern, shape, attnRows, reps);
+  const attn = { ...measured, attnRowNs: measured.attnRowNs / attnThreads, pagedAttnRowNs: measured.pagedAttnRowNs / attnThreads };
   const matmulNsPerByte: Record<string, number> = {};
   const types = new Set((shape.weights ?? []).map((w) => w.type).filter((t) => hasMatmulKernel(t)));
   for (const t of types) matmulNsPerByte[GGML_TYPES.get(t)!.name] = measureMatmul(kern, t, matmulBytes, reps);

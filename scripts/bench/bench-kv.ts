@@ -65,10 +65,9 @@ for (const shape of shapes) {
   const probe = await loadModel(file, { contextLength, kv: { policy: 'static' } });
   const hp = probe.info.hparams!;
   const mshape: ModelShape = { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength };
-  // Calibrated on as many threads as the model runs (attention is split between them).
-  const kern = await Kernels.create({ threads: probe.info.threads });
-  const constants = calibrate(kern, mshape);
-  kern.dispose();
+  // Attention's per-row cost is divided by the model's threads (CalibrateOptions.threads).
+  const kern = await Kernels.create();
+  const constants = calibrate(kern, mshape, { threads: probe.info.threads });
   mshape.baseTokenNs = await measureBaseStepNs(probe, constants, { promptLen });
   probe.dispose();
   calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs! / 1e6 };
