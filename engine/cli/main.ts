@@ -71,10 +71,11 @@ const USAGE = `bmc-llm: GGUF Llama inference in TypeScript + WebAssembly
 
 usage:
   bmc-llm run [-m FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--kv-budget N [--kv-warm W] [--kv-cold C]] [--ignore-eos]
-              [--draft FILE | --lookup] [--draft-k K]
+              [--repeat-penalty R] [--seed S] [--threads N] [--kv POLICY] [--kv-type T] [--ignore-eos]
+              [--kv-budget N [--kv-warm W] [--kv-cold C] [--kv-restore R] [--kv-placement P] ...]   (tiered KV)
+              [--draft FILE | --lookup] [--draft-k K] [--trace FILE] [--json]
   bmc-llm info FILE [--json]
-  bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--json]   (KV policy predictions; plan --help)
+  bmc-llm plan [-m FILE] [--prompt N] [--gen G] [--budget BYTES] [--threads N] [--json]   (KV policy predictions; plan --help)
   bmc-llm serve [-m FILE] [--port P] [--host H]   (OpenAI-compatible HTTP API; serve --help)
   bmc-llm chat [-m FILE] [--system TEXT]          (interactive chat keeping the KV cache between turns; chat --help)
   bmc-llm bench [-m FILE] [-p 128,512] [-n 32,128] [--json]   (prompt and decode tok/s; bench --help)
