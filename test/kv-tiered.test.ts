@@ -127,6 +127,8 @@ describe('tiered KV cache', () => {
         await s.eval(chunk);
         await ref.eval(chunk);
         expect(arenaBytes(s.kvStats())).toBeLessThanOrEqual(budget);
+        // Let the event loop turn: a minute of kernels without it makes vitest's worker RPC time out.
+        await new Promise((r) => setTimeout(r, 0));
       }
       // Decode to the end of the context: greedy tokens from the tiered session, the same fed to the reference.
       let a = await s.eval([7]);
