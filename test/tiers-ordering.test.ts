@@ -2,8 +2,10 @@
  * The issue's ordering oracle >= online >= reactive >= static on recorded traces of the real fixture models (greedy
  * decoding, 200 tokens after "Once upon a time"), replayed on the GH200-like two-tier model with fast tiers of 1/8,
  * 1/4 and 1/2 of the largest KV. The online policy runs twice: with the engine's defaults (EMA of attention mass,
- * window 32, sinks 4) and with READS_ONLINE (tuned on held-out traces, see simulate.ts). The test prints every
- * figure and asserts what holds; the README lists where the full ordering does not.
+ * window 32, sinks 4) and with READS_ONLINE (tuned on held-out traces, see simulate.ts). Each trace is replayed
+ * twice: dense (every token with mass is read, as the engine's exact attention does) and, as the paper sweeps it,
+ * sparse at 60% (each step reads only the top 40% of the context by mass). The test prints every figure and asserts
+ * what holds; the README lists where the full ordering does not.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,31 +31,49 @@ async function record(name: string): Promise<AttentionTrace> {
 
 const FRACTIONS = [0.125, 0.25, 0.5];
 
+function replay(tr: AttentionTrace, name: string, f: number, sparsity: number) {
+  const model = gh200Model(tr, { fastFraction: f });
+  const all = simulatePlacement(tr, model, { sparsity, policies: ['static', 'reactive', 'online', 'oracle'], anneal: { seed: 1 } });
+  const reads = simulatePlacement(tr, model, { sparsity, policies: ['static', 'online'], online: READS_ONLINE });
+  const t = Object.fromEntries(all.results.map((r) => [r.policy, r.timeS])) as Record<string, number>;
+  t.reads = reads.results.find((r) => r.policy === 'online')!.timeS;
+  const x = (v: number) => (t.static! / v).toFixed(4);
+  console.log(`${name} sparsity ${sparsity} fast ${f}: vs static: reactive ${x(t.reactive!)}, online (mass) ${x(t.online!)}, online (reads) ${x(t.reads)}, oracle ${x(t.oracle!)}`);
+  // Times: lower is better.
+  const le = (a: number, b: number, what: string) => expect(a, `${name} sparsity ${sparsity} fast ${f}: ${what}`).toBeLessThanOrEqual(b * (1 + 1e-12));
+  return { t, le };
+}
+
 describe.each(['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'])('placement ordering on a trace of %s', (name) => {
-  it.skipIf(!existsSync(join(MODELS, name)))('fast tiers of 1/8, 1/4, 1/2', async () => {
+  it.skipIf(!existsSync(join(MODELS, name)))('fast tiers of 1/8, 1/4, 1/2; dense reads and 60% sparsity', async () => {
     const tr = await record(name);
     expect(tr.records.length).toBeGreaterThanOrEqual(200);
     for (const f of FRACTIONS) {
-      const model = gh200Model(tr, { fastFraction: f });
-      const all = simulatePlacement(tr, model, { policies: ['static', 'reactive', 'online', 'oracle'], anneal: { seed: 1 } });
-      const reads = simulatePlacement(tr, model, { policies: ['static', 'online'], online: READS_ONLINE });
-      const t = Object.fromEntries(all.results.map((r) => [r.policy, r.timeS])) as Record<string, number>;
-      const tReads = reads.results.find((r) => r.policy === 'online')!.timeS;
-      const x = (v: number) => (t.static! / v).toFixed(4);
-      console.log(`${name} fast ${f}: vs static: reactive ${x(t.reactive!)}, online (mass) ${x(t.online!)}, online (reads) ${x(tReads)}, oracle ${x(t.oracle!)}`);
-      // Times: lower is better. What holds on every model and fast tier: reactive and the oracle beat static.
-      const le = (a: number, b: number, what: string) => expect(a, `${name} fast ${f}: ${what}`).toBeLessThanOrEqual(b * (1 + 1e-12));
+      // Sparse at 60%, the paper's operating point: placement matters on every model. What holds in every cell: the
+      // oracle beats both online settings, reactive and both online settings beat static, and online (reads) is never
+      // more than 1% behind reactive (README: ahead in 7 of the 9 cells, up to 3% ahead, at most 0.2% behind).
+      {
+        const { t, le } = replay(tr, name, f, 0.6);
+        le(t.oracle!, t.reads!, 'oracle <= online (reads)');
+        le(t.oracle!, t.online!, 'oracle <= online (mass)');
+        le(t.reactive!, t.static!, 'reactive <= static');
+        le(t.reads!, t.static!, 'online (reads) <= static');
+        le(t.online!, t.static!, 'online (mass) <= static');
+        le(t.reads!, t.reactive! * 1.01, 'online (reads) at most 1% behind reactive');
+      }
+      const { t, le } = replay(tr, name, f, 0);
+      // Dense: what holds on every model and fast tier: reactive and the oracle beat static.
       le(t.reactive!, t.static!, 'reactive <= static');
       le(t.oracle!, t.static!, 'oracle <= static');
       if (name === 'llama2xs-tok512.gguf') {
         // The issue's full ordering, with the online policy in its reads setting.
-        le(t.oracle!, tReads, 'oracle <= online (reads)');
-        le(tReads, t.reactive!, 'online (reads) <= reactive');
+        le(t.oracle!, t.reads!, 'oracle <= online (reads)');
+        le(t.reads!, t.reactive!, 'online (reads) <= reactive');
       } else if (name === 'stories260K.gguf') {
         // Both online settings beat static but not reactive (by 0.1-0.8%; README), and the annealed oracle, a bound
         // only within its look-ahead family, lands below reactive at 1/4 and 1/2.
         le(t.online!, t.static!, 'online (mass) <= static');
-        le(tReads, t.static!, 'online (reads) <= static');
+        le(t.reads!, t.static!, 'online (reads) <= static');
       }
       // babyllama-tok105 reads ~98% of its tokens at every step, so no placement moves the time by more than 0.2%
       // and the online policy's migrations leave it up to 0.15% behind static (README): nothing more is asserted.
