@@ -52,6 +52,78 @@ class Cache {
   }
 }
 
+/**
+ * The placement rule written plainly (sorts, no heaps, no shared scratch): the scalar twin of EmaPlacement's
+ * append/observe, for the test that the optimized code makes the same decisions.
+ */
+class PlainPlacement {
+  ema: number[] = [];
+  hot: boolean[] = [];
+  constructor(readonly o: Required<Pick<EmaPlacementOptions, 'capacity' | 'sinks' | 'window' | 'alpha' | 'hysteresis' | 'migrationRatio' | 'maxMigrationsPerStep' | 'signal' | 'readShare'>>) {}
+  private pinned(i: number) {
+    return i < this.o.sinks || i >= this.ema.length - this.o.window;
+  }
+  private nHot() {
+    return this.hot.filter(Boolean).length;
+  }
+  /** Unpinned hot rows below `end`, coldest first (ties: the newer row first). */
+  private victims(end: number) {
+    const v = [...Array(end).keys()].filter((i) => this.hot[i] && !this.pinned(i));
+    return v.sort((x, y) => this.ema[x]! - this.ema[y]! || y - x);
+  }
+  append(count: number): PlacementDecision {
+    const d: PlacementDecision = { demote: [], promote: [], cold: [] };
+    const old = this.ema.length;
+    for (let i = 0; i < count; i++) { this.ema.push(0); this.hot.push(false); }
+    let mustHot = 0;
+    for (let i = old; i < old + count; i++) if (this.pinned(i)) mustHot++;
+    const need = this.nHot() + mustHot - this.o.capacity;
+    if (need > 0) for (const i of this.victims(old).slice(0, need)) { this.hot[i] = false; d.demote.push(i); }
+    let room = this.o.capacity - this.nHot() - mustHot;
+    for (let i = old; i < old + count; i++) {
+      if (this.pinned(i) || room-- > 0) this.hot[i] = true;
+      else d.cold.push(i);
+    }
+    return d;
+  }
+  observe(mass: number[]): PlacementDecision {
+    const d: PlacementDecision = { demote: [], promote: [], cold: [] };
+    const n = this.ema.length;
+    const sum = mass.reduce((a, b) => a + b, 0);
+    if (sum === 0) return d;
+    const a = this.o.alpha;
+    for (let i = 0; i < n; i++) {
+      const x = this.o.signal === 'reads' ? (mass[i]! > this.o.readShare * sum ? a : 0) : (a * mass[i]!) / sum;
+      this.ema[i] = (1 - a) * this.ema[i]! + x;
+    }
+    if (this.o.migrationRatio === 0 || this.o.maxMigrationsPerStep === 0) return d;
+    const victims = this.victims(n);
+    const h1 = 1 + this.o.hysteresis;
+    let free = this.o.capacity - this.nHot();
+    const minHot = victims.length ? this.ema[victims[0]!]! : Infinity;
+    const cands = [...Array(n).keys()]
+      .filter((i) => !this.hot[i] && mass[i]! > 0 && this.ema[i]! > 0 && (free > 0 || this.ema[i]! > h1 * minHot))
+      .sort((x, y) => this.ema[y]! - this.ema[x]! || x - y);
+    const top: number[] = [];
+    const out: number[] = [];
+    for (let c = 0, v = 0, f = free; c < cands.length; c++) {
+      if (f > 0) { f--; top.push(cands[c]!); continue; }
+      if (v >= victims.length || !(this.ema[cands[c]!]! > h1 * this.ema[victims[v]!]!)) break;
+      top.push(cands[c]!);
+      out.push(victims[v++]!);
+    }
+    const R = this.o.migrationRatio;
+    const moves = Math.min(this.o.maxMigrationsPerStep, R >= 1 ? top.length : Math.ceil(R * top.length));
+    for (let j = 0, v = 0; j < moves; j++) {
+      if (free > 0) free--;
+      else { const o = out[v++]!; this.hot[o] = false; d.demote.push(o); }
+      this.hot[top[j]!] = true;
+      d.promote.push(top[j]!);
+    }
+    return d;
+  }
+}
+
 const make = (o: Partial<EmaPlacementOptions> = {}) => new Cache(new EmaPlacement({ capacity: 16, sinks: 2, window: 4, ...o }));
 
 describe('EmaPlacement', () => {
@@ -68,6 +140,33 @@ describe('EmaPlacement', () => {
       expect(c.p.stats.steps).toBe(200);
       expect(c.p.stats.promotions).toBeGreaterThan(0);
     }
+  });
+
+  it('makes the same decisions as the rule written plainly (sorts instead of heaps), on random runs', () => {
+    const rng = new Rng(11);
+    const settings: Partial<EmaPlacementOptions>[] = [
+      {}, { migrationRatio: 0.3 }, { maxMigrationsPerStep: 2, hysteresis: 0 }, { alpha: 1, capacity: 9, sinks: 3, window: 4 },
+      { signal: 'reads', alpha: 0.3, hysteresis: 0.25, window: 1, sinks: 0 }, { signal: 'reads', readShare: 0.02, capacity: 30 },
+    ];
+    let compared = 0;
+    for (const opts of settings) {
+      const full = { capacity: 16, sinks: 2, window: 4, alpha: 0.5, hysteresis: 0.25, migrationRatio: 1, maxMigrationsPerStep: Infinity, signal: 'mass' as const, readShare: 0, ...opts };
+      const p = new EmaPlacement(full);
+      const q = new PlainPlacement(full);
+      expect(p.append(60)).toEqual(q.append(60));
+      for (let s = 0; s < 300; s++) {
+        // Masses with ties (a few discrete levels) as well as spread values, dense and sparse steps.
+        const dense = rng.next() < 0.5;
+        const mass = Array.from({ length: p.length }, () => (dense || rng.next() < 0.3 ? (rng.next() < 0.3 ? 0.25 * Math.floor(4 * rng.next()) : Math.exp(2 * rng.normal())) : 0));
+        const dp = p.observe(mass);
+        const dq = q.observe(mass);
+        expect(dp, `step ${s} ${JSON.stringify(opts)}`).toEqual(dq);
+        compared += dp.promote.length;
+        const k = rng.next() < 0.1 ? 3 : 1;
+        expect(p.append(k)).toEqual(q.append(k));
+      }
+    }
+    expect(compared).toBeGreaterThan(500);
   });
 
   it('a long prompt keeps the sinks, the first rows that fit and the window hot; the rest go straight cold', () => {

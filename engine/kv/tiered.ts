@@ -179,6 +179,7 @@ export class TieredKVCache extends KVLength implements KVCache {
   private hot = 0;
   private warm = 0;
   private stageRows = 0;
+  private u32View: Uint32Array | undefined;
   /** Warm expansion: {source, destination} u32 pairs (2 per row, K and V) and one f32 row of scratch. */
   private pairs = 0;
   private tmp = 0;
@@ -350,13 +351,20 @@ export class TieredKVCache extends KVLength implements KVCache {
   newKeys(): number { return this.newRows.k; }
   newValues(): number { return this.newRows.v; }
 
+  /** A u32 view of the whole arena, kept until the memory grows (point() runs for every row that moves). */
+  private u32(): Uint32Array {
+    const buf = this.kern.memory.buffer;
+    if (this.u32View?.buffer !== buf) this.u32View = new Uint32Array(buf);
+    return this.u32View;
+  }
+
   private mem(at: number, n: number): Uint8Array {
     return new Uint8Array(this.kern.memory.buffer, at, n);
   }
 
   /** Points position j of layer l at a hot slot (or, s < 0, at its staging row). */
   private point(l: number, j: number, s: number): void {
-    const t = new Uint32Array(this.kern.memory.buffer);
+    const t = this.u32();
     t[(this.kTable(l) >>> 2) + j] = s < 0 ? this.kStage(j) : this.kSlot(l, s);
     t[(this.vTable(l) >>> 2) + j] = s < 0 ? this.vStage(j) : this.vSlot(l, s);
     this.slotOf[l]![j] = s;

@@ -21,16 +21,17 @@ export class ColdLink {
     return Number.isFinite(this.bytesPerSec);
   }
 
-  /** Queues a read of `bytes` and returns when it completes (ms on the now() clock); now() without a limit. */
+  /** Queues a read of `bytes` and returns when it completes (ms on the now() clock); 0 (done) without a limit. */
   transfer(bytes: number): number {
+    if (!this.async) return 0; // the caller's copy is the transfer: no clock read (promotions call this per row)
     const t = now();
-    if (!this.async) return t;
     this.busyUntil = Math.max(t, this.busyUntil) + (1000 * bytes) / this.bytesPerSec;
     return this.busyUntil;
   }
 
   /** Blocks until `t` (ms): sleeps while more than a millisecond is left where the thread may sleep, then spins. */
   waitUntil(t: number): void {
+    if (t <= 0) return;
     for (;;) {
       const left = t - now();
       if (left <= 0) return;

@@ -79,6 +79,8 @@ export class EmaPlacement {
   private hot = new Uint8Array(64);
   private n = 0;
   private nHot = 0;
+  /** observe()'s row lists (reused: a decode step calls it once per layer). */
+  private scratch = new Int32Array(64);
 
   constructor(opts: EmaPlacementOptions) {
     const int = (name: string, v: number, min: number) => {
@@ -131,16 +133,11 @@ export class EmaPlacement {
   private victims(end: number, count = Infinity): number[] {
     const v: number[] = [];
     for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
-    const heap = new RowHeap(v, this.colder);
+    const heap = new EmaHeap(this.ema, Int32Array.from(v), false);
     const out: number[] = [];
     while (out.length < count && heap.size > 0) out.push(heap.pop());
     return out;
   }
-
-  /** Victim order: lower EMA first, then the newer row. */
-  private readonly colder = (x: number, y: number): boolean => this.ema[x]! < this.ema[y]! || (this.ema[x] === this.ema[y] && x > y);
-  /** Candidate order: higher EMA first, then the older row. */
-  private readonly hotter = (x: number, y: number): boolean => this.ema[x]! > this.ema[y]! || (this.ema[x] === this.ema[y] && x < y);
 
   /** `count` new rows are about to be written; see the class comment. */
   append(count: number): PlacementDecision {
@@ -201,34 +198,45 @@ export class EmaPlacement {
     if (sum === 0) return d;
     const e = this.ema;
     const a = this.alpha;
+    const hot = this.hot;
+    const sinks = this.sinks;
+    const pinEnd = n - this.window;
+    // The EMA update, and the coldest unpinned hot row (the bar a candidate must clear when no row is free).
+    let minHot = Infinity;
     if (this.signal === 'reads') {
       const cut = this.readShare * sum;
-      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (mass[i]! > cut ? a : 0);
+      for (let i = 0; i < n; i++) {
+        const ei = (e[i] = (1 - a) * e[i]! + (mass[i]! > cut ? a : 0));
+        if (hot[i] === 1 && ei < minHot && i >= sinks && i < pinEnd) minHot = ei;
+      }
     } else {
-      for (let i = 0; i < n; i++) e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum;
+      for (let i = 0; i < n; i++) {
+        const ei = (e[i] = (1 - a) * e[i]! + (a * mass[i]!) / sum);
+        if (hot[i] === 1 && ei < minHot && i >= sinks && i < pinEnd) minHot = ei;
+      }
     }
     if (this.migrationRatio === 0 || this.maxMigrationsPerStep === 0) return d;
 
-    // One pass for the unpinned hot rows (the possible victims) and the coldest of them.
-    const hotRows: number[] = [];
-    let minHot = Infinity;
-    for (let i = 0; i < n; i++) {
-      if (this.hot[i] !== 1 || this.pinned(i)) continue;
-      hotRows.push(i);
-      if (e[i]! < minHot) minHot = e[i]!;
-    }
+    // One pass for the unpinned hot rows (the possible victims) and the cold rows read at this step that could move
+    // up. Only rows read now move up: the reader has just staged them, so promoting one costs no extra read from the
+    // slow tier (promoting a row nobody reads now would). Without a free row a candidate must beat the coldest hot row.
+    if (this.scratch.length < n) this.scratch = new Int32Array(Math.max(n, 2 * this.scratch.length));
+    const rows = this.scratch; // victims fill it from the front, candidates from the back
     let free = this.capacity - this.nHot;
     const h1 = 1 + this.hysteresis;
-    const bar = h1 * minHot;
-    const cands: number[] = [];
-    // Only rows read at this step (mass > 0) move up: the reader has just staged them, so promoting one costs no
-    // extra read from the slow tier (promoting a row nobody reads now would).
-    for (let i = 0; i < n; i++) if (this.hot[i] === 0 && mass[i]! > 0 && e[i]! > 0 && (free > 0 || e[i]! > bar)) cands.push(i);
-    if (cands.length === 0) return d;
+    const bar = free > 0 ? 0 : h1 * minHot;
+    let nv = 0;
+    let nc = 0;
+    for (let i = 0; i < n; i++) {
+      if (hot[i] === 1) {
+        if (i >= sinks && i < pinEnd) rows[nv++] = i;
+      } else if (mass[i]! > 0 && e[i]! > bar) rows[n - 1 - nc++] = i;
+    }
+    if (nc === 0) return d;
     // Beneficial moves, taken in order from two heaps (built in linear time; only the moves made are sorted): fill
     // free rows first, then swap while the best candidate left clearly beats the coldest hot row left.
-    const candHeap = new RowHeap(cands, this.hotter);
-    let victimHeap: RowHeap | undefined;
+    const candHeap = new EmaHeap(e, rows.subarray(n - nc, n), true);
+    let victimHeap: EmaHeap | undefined;
     const top: number[] = [];
     const out: number[] = [];
     for (let f = free; candHeap.size > 0; ) {
@@ -237,7 +245,7 @@ export class EmaPlacement {
         top.push(candHeap.pop());
         continue;
       }
-      victimHeap ??= new RowHeap(hotRows, this.colder);
+      victimHeap ??= new EmaHeap(e, rows.subarray(0, nv), false);
       if (victimHeap.size === 0 || !(e[candHeap.peek()]! > h1 * e[victimHeap.peek()]!)) break;
       top.push(candHeap.pop());
       out.push(victimHeap.pop());
@@ -294,14 +302,24 @@ export class EmaPlacement {
   }
 }
 
-/** A binary heap of row indices; `first(a, b)`: a comes out before b. Built in place from `rows` in linear time. */
-class RowHeap {
-  constructor(private readonly h: number[], private readonly first: (a: number, b: number) => boolean) {
-    for (let i = (h.length >> 1) - 1; i >= 0; i--) this.down(i);
+/**
+ * A binary heap of row indices over typed storage, ordered by EMA: `hottest` pops the highest EMA first (ties: the
+ * older row, the candidate order), else the lowest first (ties: the newer row, the victim order). Built in place over
+ * `h` (which it reorders) in linear time.
+ */
+class EmaHeap {
+  size: number;
+
+  constructor(private readonly e: Float64Array, private readonly h: Int32Array, private readonly hottest: boolean) {
+    this.size = h.length;
+    for (let i = (this.size >> 1) - 1; i >= 0; i--) this.down(i);
   }
 
-  get size(): number {
-    return this.h.length;
+  /** Whether row x comes out before row y. */
+  private first(x: number, y: number): boolean {
+    const ex = this.e[x]!;
+    const ey = this.e[y]!;
+    return this.hottest ? ex > ey || (ex === ey && x < y) : ex < ey || (ex === ey && x > y);
   }
 
   peek(): number {
@@ -311,8 +329,8 @@ class RowHeap {
   pop(): number {
     const h = this.h;
     const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length > 0) {
+    const last = h[--this.size]!;
+    if (this.size > 0) {
       h[0] = last;
       this.down(0);
     }
@@ -321,7 +339,7 @@ class RowHeap {
 
   private down(i: number): void {
     const h = this.h;
-    const n = h.length;
+    const n = this.size;
     const x = h[i]!;
     for (;;) {
       let c = 2 * i + 1;
