@@ -180,6 +180,8 @@ export class TieredKVCache extends KVLength implements KVCache {
   private warm = 0;
   private stageRows = 0;
   private u32View: Uint32Array | undefined;
+  /** attendSplit's marks of the rows read from warm slots (reused across layers and steps). */
+  private splitMark = new Uint8Array(0);
   /** Warm expansion: {source, destination} u32 pairs (2 per row, K and V) and one f32 row of scratch. */
   private pairs = 0;
   private tmp = 0;
@@ -571,27 +573,36 @@ export class TieredKVCache extends KVLength implements KVCache {
     const { nKVHeads, headDim, contextLength: C } = this.shape;
     const slot = this.slotOf[l]!;
     const warm = this.warmOf[l]!;
-    const inB = (j: number) => j < pos0 && slot[j]! < 0 && warm[j]! >= 0;
-    let nB = 0;
-    for (let j = 0; j < pos0; j++) if (inB(j)) nB++;
-    const nA = pos0 + 1 - nB;
-    if (nB === 0 || !splitFits(ws, nHeads, headDim, nA, nB)) return false;
-    const t = new Uint32Array(this.kern.memory.buffer);
+    // One pass builds both row sets' tables (B: rows read at q8_0 from their warm slots, those neither hot nor the
+    // new row; A: every other row, through the cache's table) and marks B's positions for the mass below.
+    const t = this.u32();
     const [ka, va, kb, vb] = [0, 1, 2, 3].map((i) => (this.splitTables >>> 2) + i * C) as [number, number, number, number];
+    const kt = this.kTable(l) >>> 2;
+    const vt = this.vTable(l) >>> 2;
+    const kw = this.kWarm(l, 0);
+    const vw = this.vWarm(l, 0);
+    const wrb = this.wrb;
+    if (this.splitMark.length < pos0 + 1) this.splitMark = new Uint8Array(C);
+    const isB = this.splitMark;
     let a = 0;
     let b = 0;
     for (let j = 0; j <= pos0; j++) {
-      if (inB(j)) {
-        const w = warm[j]!;
-        t[kb + b] = this.kWarm(l, w);
-        t[vb + b] = this.vWarm(l, w);
+      const w = warm[j]!;
+      if (j < pos0 && slot[j]! < 0 && w >= 0) {
+        t[kb + b] = kw + w * wrb;
+        t[vb + b] = vw + w * wrb;
         b++;
+        isB[j] = 1;
       } else {
-        t[ka + a] = t[(this.kTable(l) >>> 2) + j]!;
-        t[va + a] = t[(this.vTable(l) >>> 2) + j]!;
+        t[ka + a] = t[kt + j]!;
+        t[va + a] = t[vt + j]!;
         a++;
+        isB[j] = 0;
       }
     }
+    const nA = a;
+    const nB = b;
+    if (nB === 0 || !splitFits(ws, nHeads, headDim, nA, nB)) return false;
     const view = (k: number, v: number, el: KVElement<KVStorageType>) => ({ kTable: 4 * k, vTable: 4 * v, blockRows: 1, el: el as KVElement });
     attendSplit(this.kern, ws, view(ka, va, this.element), nA, view(kb, vb, this.warmElement!), nB,
       { q, out, nHeads, nKVHeads, headDim, qStride, scale, mass });
@@ -601,7 +612,7 @@ export class TieredKVCache extends KVLength implements KVCache {
       const dst = this.massOf[l]!;
       a = 0;
       b = nA;
-      for (let j = 0; j <= pos0; j++) dst[j] = inB(j) ? m[b++]! : m[a++]!;
+      for (let j = 0; j <= pos0; j++) dst[j] = isB[j] === 1 ? m[b++]! : m[a++]!;
       this.massLen[l] = pos0 + 1;
     }
     this.splitSteps++;
