@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, OutOfMemoryError } from '../engine/index.js';
 import type { KVOptions } from '../engine/index.js';
-import { autoRule, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../engine/kv/analytical.js';
+import { autoRule, calibrate, chooseR, copyNs, kvTokenBytes, optimalR, predict } from '../engine/kv/analytical.js';
 import type { CostConstants, ModelShape } from '../engine/kv/analytical.js';
 import { Kernels } from '../engine/runtime/kernels.js';
 import { MODELS, ROOT } from './shared-paths.js';
@@ -181,7 +181,40 @@ describe('counts match real sessions on stories260K', () => {
   });
 });
 
+describe('copy cost by size', () => {
+  const CL: CostConstants = { ...C, copyNsPerByteLarge: 0.3, sizes: { ...C.sizes, copyBytes: 1000, copyBytesLarge: 3000 } };
+  it('in-cache rate up to the small size, memory rate from the large one, linear in between; one rate when not measured', () => {
+    expect(copyNs(CL, 500)).toBeCloseTo(50, 9);
+    expect(copyNs(CL, 1000)).toBeCloseTo(100, 9);
+    expect(copyNs(CL, 2000)).toBeCloseTo(0.2 * 2000, 9);
+    expect(copyNs(CL, 3000)).toBeCloseTo(900, 9);
+    expect(copyNs(CL, 1e6)).toBeCloseTo(3e5, 6);
+    expect(copyNs(C, 1e6)).toBeCloseTo(1e5, 6);
+  });
+  it('a concat prediction pays the large rate for long caches; bmc, copying rarely, hardly moves', () => {
+    const big: CostConstants = { ...C, copyNsPerByteLarge: 0.3, sizes: { ...C.sizes, copyBytes: 1 << 16, copyBytesLarge: 1 << 20 } };
+    const concat = (c: CostConstants) => predict(c, SHAPE, 8, 2000, 'concat');
+    expect(concat(big).bytesCopied).toBe(concat(C).bytesCopied);
+    expect(concat(big).decodeOverheadNs / concat(C).decodeOverheadNs).toBeGreaterThan(2);
+    const bmc = (c: CostConstants) => predict(c, SHAPE, 8, 2000, 'bmc:256');
+    expect(bmc(big).msPerToken / bmc(C).msPerToken).toBeLessThan(1.05);
+  });
+});
+
 describe('calibrate', () => {
+  it('measures a second copy rate past the cache when asked, and none with largeCopyBytes 0', async () => {
+    const kern = await Kernels.create();
+    const before = kern.stats().bytesInUse;
+    const c = calibrate(kern, { ...SHAPE, contextLength: 256 }, { copyBytes: 1 << 20, largeCopyBytes: 4 << 20, attnRows: 64, reps: 3 });
+    expect(c.sizes.copyBytesLarge).toBe(4 << 20);
+    expect(Number.isFinite(c.copyNsPerByteLarge)).toBe(true);
+    expect(c.copyNsPerByteLarge).toBeGreaterThan(0);
+    const d = calibrate(kern, { ...SHAPE, contextLength: 256 }, { copyBytes: 1 << 20, largeCopyBytes: 0, attnRows: 64, reps: 3 });
+    expect(d.copyNsPerByteLarge).toBeUndefined();
+    expect(d.sizes.copyBytesLarge).toBeUndefined();
+    expect(kern.stats().bytesInUse).toBe(before);
+  });
+
   it('measures positive, finite constants on this machine (reduced sizes)', async () => {
     const kern = await Kernels.create();
     const before = kern.stats().bytesInUse;

@@ -135,6 +135,9 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   out.push(`prompt ${P} tokens (chunks of ${batch}), generation ${G} tokens, kSpec ${kSpec}, budget ${budgetBytes === undefined ? 'none' : formatBytes(budgetBytes)}`);
   out.push(`calibration (${c.calibrationMs.toFixed(1)} ms):`);
   out.push(`  copy          ${c.copyNsPerByte.toFixed(4)} ns/B (${(1 / c.copyNsPerByte).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytes)})`);
+  if (c.copyNsPerByteLarge !== undefined) {
+    out.push(`  copy, large   ${c.copyNsPerByteLarge.toFixed(4)} ns/B (${(1 / c.copyNsPerByteLarge).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytesLarge ?? 0)}; growths between the two sizes interpolate)`);
+  }
   out.push(`  zero          ${c.zeroNsPerByte.toFixed(4)} ns/B`);
   out.push(`  alloc+free    ${c.allocFreeNs.toFixed(0)} ns per block (c_alloc = ${(2 * hp.nLayers * c.allocFreeNs / 1000).toFixed(2)} us per growth)`);
   out.push(`  attention     ${c.attnRowNs.toFixed(1)} ns per row per layer + ${c.attnCallNs.toFixed(0)} ns per call (paged ${c.pagedAttnRowNs.toFixed(1)} ns + ${c.pagedAttnCallNs.toFixed(0)} ns)`);

@@ -65,6 +65,11 @@ export interface ModelShape {
 export interface CostConstants {
   /** memory.copy through the kernels, per byte, on buffers larger than L2 (c_copy / B_row). */
   copyNsPerByte: number;
+  /**
+   * memory.copy per byte on buffers past the last-level cache (sizes.copyBytesLarge), where copies run at memory
+   * bandwidth: what a growth that copies a long cache pays. Absent when not measured (copyNs then uses copyNsPerByte).
+   */
+  copyNsPerByteLarge?: number;
   /** Zeroing spare rows as the cache does (Uint8Array.fill), per byte. */
   zeroNsPerByte: number;
   /** One arena alloc + free pair of a KV-sized block (c_alloc is 2 * nLayers of these). */
@@ -83,12 +88,18 @@ export interface CostConstants {
   /** Wall time the calibration took. */
   calibrationMs: number;
   /** The sizes it used (bytes, rows). */
-  sizes: { copyBytes: number; allocBytes: number; attnRows: number; matmulBytes: number };
+  sizes: { copyBytes: number; allocBytes: number; attnRows: number; matmulBytes: number; copyBytesLarge?: number };
 }
 
 export interface CalibrateOptions {
   /** Bytes of each buffer of the copy and zeroing measurements (default 8 MiB: larger than L2). */
   copyBytes?: number;
+  /**
+   * Bytes of each buffer of a second copy measurement, meant to lie past the last-level cache (default: the KV bytes
+   * of the whole context, at most 32 MiB; measured only when at least twice copyBytes; 0 skips it). A concat growth
+   * at a long length copies that much and runs at memory bandwidth, 2-3x slower per byte than an in-cache copy here.
+   */
+  largeCopyBytes?: number;
   /** KV rows of the longer attention measurement (default min(context, 512)). */
   attnRows?: number;
   /** Bytes of the weight matrix of the matmul measurement (default 4 MiB). */
@@ -255,6 +266,18 @@ function measureCopyAndZero(kern: Kernels, bytes: number, reps: number): { copy:
   }
 }
 
+/** memory.copy per byte between two fresh buffers of `bytes` (the first, untimed copy commits their pages). */
+function measureCopy(kern: Kernels, bytes: number, reps: number): number {
+  const m = new Allocs(kern);
+  try {
+    const a = m.alloc(bytes);
+    const b = m.alloc(bytes);
+    return medianNs(reps, bytes, () => kern.k.copy(b, a, bytes), 0);
+  } finally {
+    m.freeAll();
+  }
+}
+
 /** One alloc+free pair of a KV-sized block, done the way a growth does them: 2 * nLayers allocs, then the frees. */
 function measureAllocFree(kern: Kernels, blockBytes: number, blocks: number, reps: number): number {
   const ptrs = new Array<number>(blocks);
@@ -314,22 +337,23 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
     let n = 0;
     do { call(rowsHi, (n++ & 1) === 1); } while (performance.now() - w0 < 2 * TIER_UP_MS);
     const calls = Math.max(1, Math.min(32, Math.round((0.25 * n) / (performance.now() - w0))));
-    // Rounds over all lengths interleaved, so that drift (tier-up finishing, other load) hits every length alike.
-    const timeAll = (lengths: number[], paged: boolean) => {
-      const t: number[][] = lengths.map(() => []);
-      for (let r = 0; r < reps + 2; r++) {
+    // Rounds over all lengths and both kernels interleaved, so that drift (tier-up finishing, other load) hits every
+    // length and both layouts alike (timed one after the other, a slow spell once made paged look 15% cheaper).
+    const lengths = [1, 2, 3, 4].map((i) => Math.max(1, Math.round((rowsHi * i) / 4)));
+    const t: number[][] = Array.from({ length: 2 * lengths.length }, () => []);
+    for (let r = 0; r < reps + 2; r++) {
+      for (const paged of [false, true]) {
         lengths.forEach((rows, i) => {
           const a = performance.now();
           for (let j = 0; j < calls; j++) call(rows, paged);
-          t[i]!.push(((performance.now() - a) * 1e6) / calls);
+          t[(paged ? lengths.length : 0) + i]!.push(((performance.now() - a) * 1e6) / calls);
         });
       }
-      return t.map((x) => x.sort((p, q) => p - q)[x.length >> 2]!);
-    };
-    // Least-squares line through four lengths: slope = cost per row, intercept = cost per call.
-    const lengths = [1, 2, 3, 4].map((i) => Math.max(1, Math.round((rowsHi * i) / 4)));
+    }
+    const lowerQuartile = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 2]!;
+    // Least-squares line through the four lengths: slope = cost per row, intercept = cost per call.
     const fit = (paged: boolean) => {
-      const ys = timeAll(lengths, paged);
+      const ys = lengths.map((_, i) => lowerQuartile(t[(paged ? lengths.length : 0) + i]!));
       const mx = lengths.reduce((a, x) => a + x, 0) / 4;
       const my = ys.reduce((a, y) => a + y, 0) / 4;
       let sxy = 0;
@@ -391,6 +415,15 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const allocBytes = rowBytes * Math.min(shape.contextLength, 256);
 
   const { copy, zero } = measureCopyAndZero(kern, copyBytes, reps);
+  const largeBytes = Math.floor(opts.largeCopyBytes ?? Math.min(32 * MiB, kvTokenBytes(shape) * shape.contextLength));
+  let large: number | undefined;
+  if (largeBytes >= 2 * copyBytes) {
+    try {
+      large = measureCopy(kern, largeBytes, Math.min(reps, 3));
+    } catch (e) {
+      if (!(e instanceof OutOfMemoryError)) throw e; // no room for two such buffers: in-cache copies only
+    }
+  }
   const allocFreeNs = measureAllocFree(kern, allocBytes, 2 * shape.nLayers, reps);
   const attnThreads = Math.max(1, Math.floor(opts.threads ?? 1));
   const measured = measureAttention(kern, shape, attnRows, reps);
@@ -399,9 +432,9 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const types = new Set((shape.weights ?? []).map((w) => w.type).filter((t) => hasMatmulKernel(t)));
   for (const t of types) matmulNsPerByte[GGML_TYPES.get(t)!.name] = measureMatmul(kern, t, matmulBytes, reps);
   return {
-    copyNsPerByte: copy, zeroNsPerByte: zero, allocFreeNs, ...attn, padRowNs: 0, matmulNsPerByte,
-    calibrationMs: performance.now() - t0,
-    sizes: { copyBytes, allocBytes, attnRows, matmulBytes },
+    copyNsPerByte: copy, ...(large !== undefined ? { copyNsPerByteLarge: large } : {}), zeroNsPerByte: zero, allocFreeNs, ...attn,
+    padRowNs: 0, matmulNsPerByte, calibrationMs: performance.now() - t0,
+    sizes: { copyBytes, allocBytes, attnRows, matmulBytes, ...(large !== undefined ? { copyBytesLarge: largeBytes } : {}) },
   };
 }
 
@@ -425,6 +458,19 @@ export function baseTokenNs(c: CostConstants, shape: ModelShape): number {
 /** c_alloc: the fixed cost of one growth of a contiguous cache (2 * nLayers alloc+free pairs). */
 export function growthFixedNs(c: CostConstants, shape: ModelShape): number {
   return 2 * shape.nLayers * c.allocFreeNs;
+}
+
+/**
+ * Time to copy `bytes` in one growth: the in-cache rate up to sizes.copyBytes, the large-copy rate from
+ * sizes.copyBytesLarge on (when measured), linear in between.
+ */
+export function copyNs(c: CostConstants, bytes: number): number {
+  const lo = c.sizes.copyBytes;
+  const hi = c.sizes.copyBytesLarge;
+  if (c.copyNsPerByteLarge === undefined || hi === undefined || hi <= lo || bytes <= lo) return c.copyNsPerByte * bytes;
+  if (bytes >= hi) return c.copyNsPerByteLarge * bytes;
+  const f = (bytes - lo) / (hi - lo);
+  return (c.copyNsPerByte + f * (c.copyNsPerByteLarge - c.copyNsPerByte)) * bytes;
 }
 
 /**
@@ -517,10 +563,11 @@ export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants 
       nLayers: shape.nLayers, nKVHeads: shape.nKVHeads, headDim: shape.headDim, contextLength: shape.contextLength, nHeads: shape.nHeads, kvType: shape.kvType,
     };
     try {
-      c = calibrate(kern, kvShape, { copyBytes: 4 * MiB, attnRows: 512, reps: 3 });
+      // No large copy: R* hardly depends on the copy rate (it enters both sides of the ratio), and loads stay fast.
+      c = calibrate(kern, kvShape, { copyBytes: 4 * MiB, largeCopyBytes: 0, attnRows: 512, reps: 3 });
     } catch (e) {
       if (!(e instanceof OutOfMemoryError)) throw e;
-      c = calibrate(kern, kvShape, { copyBytes: 256 * 1024, attnRows: 64, reps: 3 });
+      c = calibrate(kern, kvShape, { copyBytes: 256 * 1024, largeCopyBytes: 0, attnRows: 64, reps: 3 });
     }
     byShape.set(key, c);
   }
@@ -561,7 +608,7 @@ function replayContiguous(c: CostConstants, shape: ModelShape, rule: KVGrowthRul
   let held = false;
   let len = 0;
   const grow = (to: number, decode: boolean) => {
-    const cost = fixed + c.copyNsPerByte * len * B + c.zeroNsPerByte * (to - len) * B;
+    const cost = fixed + copyNs(c, len * B) + c.zeroNsPerByte * (to - len) * B;
     r.bytesCopied += len * B;
     r.transientPeakBytes = Math.max(r.transientPeakBytes, (held ? cap * B : 0) + to * B);
     if (decode) r.decodeOverheadNs += cost;
