@@ -260,6 +260,53 @@ describe('draft options and errors', () => {
     fixed.update(4, 0);
     expect(fixed.k).toBe(4);
   });
+
+  it('adaptive k on measured pass times (greedy): plain decoding where a verify row costs a step, with a probe every 32 passes; long drafts where rows are cheap', () => {
+    // Every pass of n rows takes n ms (compute-bound kernels), drafts are free, 70% of drafts are kept.
+    const dear = new AdaptiveK(4, 1, 12, 0.1, true);
+    expect(dear.timing).toBe(false);
+    dear.enableTiming();
+    expect(dear.timing).toBe(true);
+    const ks: number[] = [];
+    const pass = (c: AdaptiveK, ms: (n: number) => number, keep: number) => {
+      const k = c.k;
+      ks.push(k);
+      c.observeDraft(k, 0);
+      c.observePass(k + 1, ms(k + 1));
+      const kept = Math.min(k, Math.round(keep * k));
+      c.update(k, kept);
+    };
+    for (let i = 0; i < 100; i++) pass(dear, (n) => n, 0.7);
+    // Until two row counts are seen the drafter's fixed cost stands in for the slope (here 8 passes); then plain
+    // passes, except a probe every 32.
+    const later = ks.slice(10);
+    expect(later.filter((k) => k === 0).length).toBeGreaterThan(80);
+    const probes = later.filter((k) => k > 0).length;
+    expect(probes).toBeGreaterThanOrEqual(2);
+    expect(probes).toBeLessThanOrEqual(3);
+    expect(dear.passMs(3)!).toBeCloseTo(3, 6);
+    // A pass costs 1 ms plus 0.05 ms per extra row (bandwidth-bound): long drafts pay.
+    const cheap = new AdaptiveK(4, 1, 12, 0.1, true);
+    cheap.enableTiming();
+    ks.length = 0;
+    for (let i = 0; i < 60; i++) pass(cheap, (n) => 1 + 0.05 * (n - 1), 0.9);
+    expect(ks[ks.length - 1]).toBeGreaterThanOrEqual(6);
+    expect(cheap.passMs(5)!).toBeCloseTo(1.2, 6);
+    // Drafting time counts: at 1 ms per drafted token, k falls.
+    const slowDraft = new AdaptiveK(4, 1, 12, 0.1, true);
+    slowDraft.enableTiming();
+    for (let i = 0; i < 60; i++) {
+      const k = slowDraft.k;
+      slowDraft.observeDraft(k, 1 * k);
+      slowDraft.observePass(k + 1, 1 + 0.05 * k);
+      slowDraft.update(k, Math.min(k, Math.round(0.9 * k)));
+    }
+    expect(slowDraft.k).toBeLessThan(ks[ks.length - 1]!);
+    // Fixed k ignores timing.
+    const fixed = new AdaptiveK(4, 1, 4, 0.1, false);
+    fixed.enableTiming();
+    expect(fixed.timing).toBe(false);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -131,6 +131,8 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
       // Tokens the session held before this generation (a continued conversation); the context below excludes them.
       const offset = s.length;
       const sampler = new Sampler(sampling);
+      // Greedy output does not depend on k, so adaptive k may follow measured pass times there (adaptive.ts).
+      if (spec && sampler.greedy) spec.control.enableTiming();
       const decoder = new StreamDecoder(tok);
       const stopper = new StopMatcher(stops);
       const context = [...promptIds];
@@ -188,7 +190,9 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
           if (k > 0) {
             const td = now();
             const d = await spec.drafter.propose(context, k);
-            sp!.draftMs += now() - td;
+            const dms = now() - td;
+            sp!.draftMs += dms;
+            spec.control.observeDraft(k, dms);
             if (!Array.isArray(d?.tokens) || d.tokens.length > k || d.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= V)) {
               throw new OptionError('draft.drafter', `propose returned invalid tokens for k = ${k}`);
             }
@@ -199,7 +203,14 @@ export function generate(model: Model, promptIds: number[], opts: GenerateOption
         const feed = pending === undefined ? drafts : [pending, ...drafts];
         const base = offset + context.length; // rows the model keeps whatever is rejected: the context, pending included
         let all: Float32Array | undefined;
-        if (feed.length > 0) all = await step(() => s.eval(feed, { logits: 'all' }));
+        if (feed.length > 0) {
+          all = await step(async () => {
+            const tp = now();
+            const r = await s.eval(feed, { logits: 'all' });
+            spec?.control.observePass(feed.length, now() - tp);
+            return r;
+          });
+        }
         if (sp) sp.passes++;
         // Row j: the model's logits for the position of drafts[j] (j = drafts.length: the token after them).
         const first = carry;

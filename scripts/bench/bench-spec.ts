@@ -10,6 +10,8 @@
  *   npm run bench:spec                       quick: lengths 256,512; policies auto, concat, static
  *   npm run bench:spec -- --full             lengths 256,1024,2048; policies auto, bmc:64, concat, static, paged:16
  *   npm run bench:spec -- --acceptance 0.7 --k 4 --lengths 512 --policies auto,concat --threads 1 --out build
+ *   npm run bench:spec -- --adaptive ...     adds, per acceptance, a run with adaptive k starting at the first --k (greedy:
+ *                                            priced by measured pass times, engine/spec/adaptive.ts)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +28,7 @@ const flag = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const full = argv.includes('--full');
+const withAdaptive = argv.includes('--adaptive');
 const shape = flag('shape') ?? 'stories15m-f32';
 const lengths = (flag('lengths') ?? (full ? '256,1024,2048' : '256,512')).split(',').map(Number).sort((a, b) => a - b);
 const acceptances = (flag('acceptance') ?? '0.5,0.7,0.9').split(',').map(Number);
@@ -50,6 +53,8 @@ function kvOption(p: string): KVOptions {
 
 interface Run {
   policy: string; acceptance: number | null; k: number | null;
+  /** k re-picked after every pass, starting at `k`; `finalK` is where it ended. */
+  adaptive: boolean; finalK?: number;
   /** tokens/s at each length (from the first generated token to the G-th). */
   tokensPerSecond: Record<number, number>;
   passes: number; tokensPerPass: number; tokenAcceptance: number;
@@ -119,18 +124,19 @@ const live: Live[] = [];
 for (const policy of policies) {
   const model = await loadModel(file, { contextLength, threads, kv: kvOption(policy) });
   models.push(model);
-  const configs: Array<[number | null, number | null]> = [[null, null], ...acceptances.flatMap((a) => ks.map((k) => [a, k] as [number, number]))];
-  for (const [a, k] of configs) {
-    const draft = a === null ? undefined : { drafter: new ControlledDrafter(reference, a, V, 17), k: k!, adaptive: false };
+  const configs: Array<[number | null, number | null, boolean]> = [[null, null, false],
+    ...acceptances.flatMap((a) => [...ks.map((k) => [a, k, false] as [number, number, boolean]), ...(withAdaptive ? [[a, ks[0]!, true] as [number, number, boolean]] : [])])];
+  for (const [a, k, adaptive] of configs) {
+    const draft = a === null ? undefined : { drafter: new ControlledDrafter(reference, a, V, 17), k: k!, adaptive };
     const gen = model.generate(prompt, { temperature: 0, maxTokens: maxLen, ignoreEos: true, draft });
     const run: Run = {
-      policy, acceptance: a, k, tokensPerSecond: {}, passes: 0, tokensPerPass: 1, tokenAcceptance: 0,
+      policy, acceptance: a, k, adaptive, tokensPerSecond: {}, passes: 0, tokensPerPass: 1, tokenAcceptance: 0,
       growths: 0, bytesCopied: 0, growthMs: 0, peakKVBytes: 0,
     };
     live.push({ run, it: gen[Symbol.asyncIterator](), gen, ids: [], ms: 0, done: false });
   }
 }
-const label = (r: Run) => `${r.policy} ${r.acceptance === null ? 'plain' : `a=${r.acceptance} k=${r.k}`}`;
+const label = (r: Run) => `${r.policy} ${r.acceptance === null ? 'plain' : `a=${r.acceptance} k=${r.adaptive ? `adaptive from ${r.k}` : r.k}`}`;
 let remaining = live.length;
 let lastReport = performance.now();
 while (remaining > 0) {
@@ -155,7 +161,7 @@ while (remaining > 0) {
       const sp = c.gen.stats.speculative;
       const kvSt = c.gen.stats.kv!;
       Object.assign(r, {
-        passes: sp?.passes ?? maxLen, tokensPerPass: sp?.tokensPerPass ?? 1, tokenAcceptance: sp?.tokenAcceptance ?? 0,
+        finalK: r.adaptive ? sp?.k : undefined, passes: sp?.passes ?? maxLen, tokensPerPass: sp?.tokensPerPass ?? 1, tokenAcceptance: sp?.tokenAcceptance ?? 0,
         growths: kvSt.growths, bytesCopied: kvSt.bytesCopied, growthMs: kvSt.growthMs, peakKVBytes: kvSt.peakBytes,
       });
       err(`${label(r).padEnd(22)} ${lengths.map((L) => `G=${L}: ${r.tokensPerSecond[L]!.toFixed(1)} tok/s`).join(', ')}, ${r.tokensPerPass.toFixed(2)} tok/pass\n`);
@@ -172,7 +178,7 @@ const runs = live.map((c) => c.run);
 // Table: every speculative configuration, its speed-up over plain decoding under the same policy and under auto,
 // and BMC (auto) against concat with the same speculation.
 const plainOf = (p: string) => runs.find((r) => r.policy === p && r.acceptance === null)!;
-const specOf = (p: string, a: number, k: number) => runs.find((r) => r.policy === p && r.acceptance === a && r.k === k);
+const specOf = (p: string, a: number, k: number) => runs.find((r) => r.policy === p && r.acceptance === a && r.k === k && !r.adaptive);
 const bmcName = policies.includes('auto') ? 'auto' : policies.find((p) => p.startsWith('bmc'));
 const head = ['policy', 'accept', 'k', 'tok/pass', 'ideal', ...lengths.map((L) => `tok/s G=${L}`), `vs plain (same policy)`, `vs plain ${bmcName ?? ''}`, 'KV growths', 'copied MiB', 'growth ms'];
 const rowsOut: string[][] = [];
@@ -180,9 +186,9 @@ const G = maxLen;
 for (const r of runs) {
   const plainSame = plainOf(r.policy).tokensPerSecond[G]!;
   const plainBmc = bmcName ? plainOf(bmcName).tokensPerSecond[G]! : NaN;
-  const ideal = r.k === null ? 1 : expectedTokens(r.acceptance!, r.k) / (passCost[r.k + 1] ?? passCost[9]! * (r.k + 1) / 9) * passCost[1]!;
-  rowsOut.push([r.policy, r.acceptance === null ? 'plain' : String(r.acceptance), r.k === null ? '-' : String(r.k), r.tokensPerPass.toFixed(2),
-    `${ideal.toFixed(2)}x`, ...lengths.map((L) => r.tokensPerSecond[L]!.toFixed(1)), `${(r.tokensPerSecond[G]! / plainSame).toFixed(2)}x`,
+  const ideal = r.k === null || r.adaptive ? undefined : expectedTokens(r.acceptance!, r.k) / (passCost[r.k + 1] ?? passCost[9]! * (r.k + 1) / 9) * passCost[1]!;
+  rowsOut.push([r.policy, r.acceptance === null ? 'plain' : String(r.acceptance), r.k === null ? '-' : r.adaptive ? `adaptive ${r.k}->${r.finalK}` : String(r.k), r.tokensPerPass.toFixed(2),
+    ideal === undefined ? '-' : `${ideal.toFixed(2)}x`, ...lengths.map((L) => r.tokensPerSecond[L]!.toFixed(1)), `${(r.tokensPerSecond[G]! / plainSame).toFixed(2)}x`,
     `${(r.tokensPerSecond[G]! / plainBmc).toFixed(2)}x`, String(r.growths), (r.bytesCopied / 1048576).toFixed(1), r.growthMs.toFixed(1)]);
 }
 const widths = head.map((h, i) => Math.max(h.length, ...rowsOut.map((r) => r[i]!.length)));
