@@ -5,6 +5,8 @@
  * memory, or in a temporary file), warm q8_0 and warm q4_0 (half the pools' budget each).
  *   quick (default, a couple of minutes): contexts 2048 and 4096, budget 1/8;
  *   --full: contexts 4096, 8192 and 16384, budgets 1/8 and 1/4.
+ * Each configuration prefills alone; then all decode in turns of 8 tokens, the first rotating every round, so that a
+ * slow spell of a shared machine falls on all of them alike (sequential runs moved by ~20% between rows).
  * Per run: prefill and decode tokens/s, the arena bytes (within the budget), bytes per tier (hot and warm pools in the
  * arena, the cold store outside), bytes staged (cold -> arena) and expanded (warm -> staging) per decoded token, and
  * the decode logits against bmc f32 (worst relative L2 error, argmax agreement). Placement is first-come here (no
@@ -39,6 +41,8 @@ const L = 16;
 const ROW_FLOATS = 64;
 const CHUNK = 128;
 const DECODE = 64;
+/** Decode tokens per turn of the interleaved decode. */
+const DECODE_TURN = 8;
 const contexts = full ? [4096, 8192, 16384] : [2048, 4096];
 const fractions = full ? [1 / 8, 1 / 4] : [1 / 8];
 
@@ -68,56 +72,69 @@ for (const ctx of contexts) {
   const model = await loadModel(bytes, { contextLength: ctx, batchSize: CHUNK });
   const ids = Array.from({ length: ctx }, (_, i) => 1 + ((i * 7919 + 13) % 259));
   const fullBytes = 2 * L * ctx * ROW_FLOATS * 4;
-  let ref: Float32Array[] = [];
+  // Every configuration prefills on its own (timed alone), then all decode in turns of DECODE_TURN tokens, the
+  // first session rotating each round, so that a slow spell of a shared machine falls on every configuration alike.
+  interface Live {
+    c: Config; fraction: number; budget: number; label: string; s: ReturnType<typeof model.createSession>;
+    prefillMs: number; decodeMs: number; logits: Float32Array[]; before: ReturnType<ReturnType<typeof model.createSession>['kvStats']>['tiers'];
+  }
+  const live: Live[] = [];
+  const prefill = ctx - DECODE;
   for (const fraction of fractions) {
     for (const c of configs) {
       if (!c.tiered && fraction !== fractions[0]) continue; // the untiered runs do not depend on the budget
       const budget = Math.floor(fullBytes * fraction);
       const s = model.createSession({ kv: c.kv(budget) });
       const label = `${c.name}${c.tiered ? ` 1/${Math.round(1 / fraction)}` : ''} @${ctx}`;
-      const prefill = ctx - DECODE;
       const t0 = performance.now();
       for (let at = 0; at < prefill; at += CHUNK) {
         await s.eval(ids.slice(at, Math.min(prefill, at + CHUNK)));
         if ((at / CHUNK) % 8 === 0) err(`${label}: prefill ${at}/${prefill}\r`);
       }
-      const t1 = performance.now();
-      const before = s.kvStats().tiers;
-      const logits: Float32Array[] = [];
-      for (let i = prefill; i < ctx; i++) logits.push(await s.eval([ids[i]!]));
-      const t2 = performance.now();
-      const st = s.kvStats();
-      const t = st.tiers;
-      if (c.name === 'bmc f32') ref = logits;
-      let worst = 0, agree = 0;
-      logits.forEach((b, i) => {
-        const a = ref[i]!;
-        let num = 0, den = 0, am = 0, bm = 0;
-        for (let k = 0; k < a.length; k++) {
-          num += (a[k]! - b[k]!) ** 2; den += a[k]! ** 2;
-          if (a[k]! > a[am]!) am = k;
-          if (b[k]! > b[bm]!) bm = k;
-        }
-        worst = Math.max(worst, Math.sqrt(num / den));
-        if (am === bm) agree++;
-      });
-      rows.push({
-        config: c.name, context: ctx, fraction: c.tiered ? fraction : null, budget: c.tiered ? budget : null,
-        arenaBytes: st.bytes + st.overheadBytes,
-        prefillTokPerS: Math.round((1000 * prefill) / (t1 - t0)), decodeTokPerS: Math.round((1000 * DECODE) / (t2 - t1)),
-        hotBytes: t ? t.hotBytes : st.bytes, warmBytes: t?.warmBytes ?? 0, coldBytes: t?.hostBytes ?? 0,
-        hotRowsPerLayer: t?.hotRowsPerLayer ?? null, warmRowsPerLayer: t ? t.warmRowsPerLayer : null,
-        stagedPerToken: t && before ? Math.round((t.stagedBytes - before.stagedBytes) / DECODE) : 0,
-        expandedPerToken: t && before ? Math.round((t.expandedBytes - before.expandedBytes) / DECODE) : 0,
-        promotedBytes: t?.promotedBytes ?? 0,
-        stageShare: t && before ? (t.stageMs - before.stageMs) / (t2 - t1) : 0,
-        expandShare: t && before ? (t.expandMs - before.expandMs) / (t2 - t1) : 0,
-        splitReads: t && before ? t.splitReads - before.splitReads : 0,
-        worstRelError: worst, argmaxAgreement: agree / DECODE,
-      });
-      s.dispose();
-      err(`${label}: done${' '.repeat(30)}\n`);
+      live.push({ c, fraction, budget, label, s, prefillMs: performance.now() - t0, decodeMs: 0, logits: [], before: s.kvStats().tiers });
+      err(`${label}: prefilled${' '.repeat(30)}\n`);
     }
+  }
+  for (let i0 = prefill, round = 0; i0 < ctx; i0 += DECODE_TURN, round++) {
+    for (let j = 0; j < live.length; j++) {
+      const r = live[(j + round) % live.length]!;
+      const t = performance.now();
+      for (let i = i0; i < Math.min(ctx, i0 + DECODE_TURN); i++) r.logits.push(await r.s.eval([ids[i]!]));
+      r.decodeMs += performance.now() - t;
+    }
+  }
+  const ref = live.find((r) => r.c.name === 'bmc f32')!.logits;
+  for (const { c, fraction, budget, label, s, prefillMs, decodeMs, logits, before } of live) {
+    const st = s.kvStats();
+    const t = st.tiers;
+    let worst = 0, agree = 0;
+    logits.forEach((b, i) => {
+      const a = ref[i]!;
+      let num = 0, den = 0, am = 0, bm = 0;
+      for (let k = 0; k < a.length; k++) {
+        num += (a[k]! - b[k]!) ** 2; den += a[k]! ** 2;
+        if (a[k]! > a[am]!) am = k;
+        if (b[k]! > b[bm]!) bm = k;
+      }
+      worst = Math.max(worst, Math.sqrt(num / den));
+      if (am === bm) agree++;
+    });
+    rows.push({
+      config: c.name, context: ctx, fraction: c.tiered ? fraction : null, budget: c.tiered ? budget : null,
+      arenaBytes: st.bytes + st.overheadBytes,
+      prefillTokPerS: Math.round((1000 * prefill) / prefillMs), decodeTokPerS: Math.round((1000 * DECODE) / decodeMs),
+      hotBytes: t ? t.hotBytes : st.bytes, warmBytes: t?.warmBytes ?? 0, coldBytes: t?.hostBytes ?? 0,
+      hotRowsPerLayer: t?.hotRowsPerLayer ?? null, warmRowsPerLayer: t ? t.warmRowsPerLayer : null,
+      stagedPerToken: t && before ? Math.round((t.stagedBytes - before.stagedBytes) / DECODE) : 0,
+      expandedPerToken: t && before ? Math.round((t.expandedBytes - before.expandedBytes) / DECODE) : 0,
+      promotedBytes: t?.promotedBytes ?? 0,
+      stageShare: t && before ? (t.stageMs - before.stageMs) / decodeMs : 0,
+      expandShare: t && before ? (t.expandMs - before.expandMs) / decodeMs : 0,
+      splitReads: t && before ? t.splitReads - before.splitReads : 0,
+      worstRelError: worst, argmaxAgreement: agree / DECODE,
+    });
+    s.dispose();
+    err(`${label}: done${' '.repeat(30)}\n`);
   }
   model.dispose();
 }
