@@ -94,6 +94,32 @@ export function runtimeSuite(name: 'deno' | 'bun'): void {
     });
   });
 
+  describe(`${name}: KVPR restore of cold rows`, () => {
+    it('--kv-restore 16 and auto, on 2 threads with a file cold tier: the untiered greedy text', () => {
+      const dir = mkdtempSync(join(tmpdir(), `bmc-${name}-kvpr-`));
+      try {
+        const base = ['bmc-llm.mjs', 'run', '-m', STORIES, '-p', ref.prompt, '-n', '64', '--temp', '0', '-c', '128'];
+        const cmd = name === 'deno' ? [...rt.command.slice(0, 2), '--allow-write', ...rt.command.slice(2)] : rt.command;
+        const expected = exec(node.command, [...base, '--threads', '1'], tmp).out;
+        // l = 16 recomputes the first 16 cold rows of every layer from their saved inputs, on the workers, while the
+        // main thread reads the rest from the file: recomputed rows are bit-identical, so the text is too.
+        const fixed = exec(cmd, [...base, '--threads', '2', '--kv-budget', '164000', '--kv-cold', 'file', '--kv-cold-path', dir, '--kv-restore', '16'], tmp);
+        expect(fixed.err).not.toMatch(/internal error/);
+        expect(fixed.code).toBe(0);
+        expect(fixed.err).toMatch(/2 threads\)/);
+        expect(fixed.err).toMatch(/kv restore: l=16\b.*: [1-9]\d* rows recomputed, [1-9]\d* read/);
+        expect(fixed.out).toBe(expected);
+        const auto = exec(cmd, [...base, '--threads', '2', '--kv-budget', '164000', '--kv-restore', 'auto'], tmp);
+        expect(auto.code).toBe(0);
+        expect(auto.err).toMatch(/kv restore: auto: .*rates: read .*\/s, recompute [\d.]+ GFLOP\/s/);
+        expect(auto.out).toBe(expected);
+        expect(readdirSync(dir)).toEqual([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   describe(`${name}: import { loadModel } from dist/index.js`, () => {
     const lib = (r: Runtime, file: string, threads: number) => {
       const res = exec(r.command, [LIB_SCRIPT, file, 'Once upon a time', '32', String(threads)], ROOT);
