@@ -1,7 +1,8 @@
 // The OPFS cold store in a browser: headless Chromium (Debian's /usr/bin/chromium through playwright-core, as in
 // test/runtime-browser.test.ts) runs test/browser/opfs-cold-worker.mjs in a dedicated worker, where
 // FileSystemSyncAccessHandle exists: the tiered cache with cold rows in an OPFS file gives the untiered cache's logits
-// bit for bit, and disposing the session removes the file. On the page's main thread opening one is an OptionError.
+// bit for bit, and disposing the session removes the file; KVPR restore (l = 16) with another OPFS file, bit for bit too.
+// On the page's main thread opening one is an OptionError.
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
@@ -48,6 +49,12 @@ describe('tiered KV cache: OPFS cold store (headless Chromium, dedicated worker)
     expect(r.arena as number).toBeLessThanOrEqual(r.budget as number);
     expect(r.during).toEqual(['bmc-llm-kv-test.bin']);
     expect(r.after).toEqual([]);
+    // KVPR restore (l = 16, the rest read from an OPFS file): the untiered logits bit for bit.
+    expect(r.kvprEqual).toBe(true);
+    expect(r.kvprSteps).toBe(30);
+    expect(r.recomputedRows as number).toBeGreaterThan(0);
+    expect(r.readRows as number).toBeGreaterThan(0);
+    expect(r.afterKvpr).toEqual([]);
     // A string, so that vitest does not rewrite the page's dynamic import.
     const main = await page.evaluate(`import('/dist/index.js').then((m) => m.openOpfsColdFile('x.bin')).then(() => 'opened', (e) => e.message)`);
     expect(main).toMatch(/kv\.cold.*dedicated workers/);

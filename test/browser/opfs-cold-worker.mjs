@@ -2,6 +2,9 @@
 // cache with its cold rows in an OPFS file (FileSystemSyncAccessHandle) against the untiered cache, bit for bit.
 import { loadModel, openOpfsColdFile } from '/dist/index.js';
 
+// The restore's scratch (its layer-input and projection buffers) on top of the budget above.
+const KVPR_EXTRA = 60000;
+
 const same = (a, b) => {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
@@ -36,8 +39,23 @@ self.onmessage = async () => {
     tiered.dispose();
     for (let i = 0; i < 50 && (await names()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     const after = await names();
+    // KVPR restore in the browser: the first 16 cold rows of each layer recomputed from their saved inputs, the rest
+    // read from another OPFS file; recomputed rows are bit-identical, so the logits equal the untiered cache's.
+    const plain2 = model.createSession();
+    const kvpr = model.createSession({ kv: { policy: 'tiered', budgetBytes: budget + KVPR_EXTRA, cold: await openOpfsColdFile('bmc-llm-kv-kvpr.bin'), restore: { l: 16 } } });
+    let kvprEqual = same(await plain2.eval(prompt, { logits: 'all' }), await kvpr.eval(prompt, { logits: 'all' }));
+    let kvprSteps = 0;
+    for (let i = 0; i < 30; i++) {
+      const t = [(i * 37 + 3) % vocab];
+      if (same(await plain2.eval(t), await kvpr.eval(t))) kvprSteps++;
+    }
+    const restore = kvpr.kvStats().tiers.restore;
+    kvpr.dispose();
+    plain2.dispose();
+    for (let i = 0; i < 50 && (await names()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const afterKvpr = await names();
     model.dispose();
-    self.postMessage({ ok: true, equal, steps, coldStore: s.tiers.coldStore, coldRows: s.tiers.coldRows, rows: s.length * model.info.hparams.nLayers,
+    self.postMessage({ ok: true, equal, steps, kvprEqual, kvprSteps, afterKvpr, recomputedRows: restore.recomputedRows, readRows: restore.readRows, coldStore: s.tiers.coldStore, coldRows: s.tiers.coldRows, rows: s.length * model.info.hparams.nLayers,
       hostBytes: s.tiers.hostBytes, stagedBytes: s.tiers.stagedBytes, arena: s.bytes + s.overheadBytes, budget, during, after });
   } catch (e) {
     self.postMessage({ ok: false, error: `${e?.name}: ${e?.message}` });
