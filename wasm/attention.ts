@@ -35,6 +35,7 @@
 // from cache, f16 blocks converted once into an f32 buffer in the scratch first.
 
 import { exp_f32, exp_f32x4 } from './expf';
+import { SEQ_BLOCK, foldRecord, spreadMass } from './softmax_blocks';
 import { f32_to_f16 as f32ToF16 } from './f16';
 
 export const KV_F32: i32 = 0;
@@ -44,7 +45,6 @@ export const KV_Q8: i32 = 2;
 export const KV_Q4: i32 = 3;
 
 /** Positions per sequence block: the unit of the thread split and of the online merge. Fixed: results depend on it. */
-const SEQ_BLOCK: i32 = 128;
 const REBIAS: f32 = 5.192296858534828e33; // 2^112: f16 magnitude bits << 13, reinterpreted, times this is the value
 const Q_PRESCALE_MAX: f32 = 32768; // |q| below this: q * 2^112 is finite
 const TABLE_CONTIGUOUS: i32 = 1 << 30;
@@ -620,22 +620,7 @@ export function attn_partials_scalar(q: usize, qq: usize, ktab: usize, vtab: usi
     }
     const inv: f32 = <f32>1 / L;
     const pe = mass_exp + ((<usize>h * <usize>total) << 2);
-    for (let b = j0 / SEQ_BLOCK; b * SEQ_BLOCK < j1; b++) {
-      const w = exp_f32(load<f32>(r0 + <usize>b * rec) - M) * inv;
-      let j = max(j0, b * SEQ_BLOCK);
-      const e = min(j1, (b + 1) * SEQ_BLOCK);
-      if (simd) {
-        const wv = f32x4.splat(w);
-        for (; j + 4 <= e; j += 4) {
-          const o = out + (<usize>j << 2);
-          v128.store(o, f32x4.add(v128.load(o), f32x4.mul(v128.load(pe + (<usize>j << 2)), wv)));
-        }
-      }
-      for (; j < e; j++) {
-        const o = out + (<usize>j << 2);
-        store<f32>(o, load<f32>(o) + load<f32>(pe + (<usize>j << 2)) * w);
-      }
-    }
+    spreadMass(simd, r0, rec, j0 / SEQ_BLOCK, (j1 + SEQ_BLOCK - 1) / SEQ_BLOCK, j0, j1, pe, out, M, inv);
   }
 }
 
@@ -669,18 +654,7 @@ export function attn_mass_scalar(part: usize, mass_exp: usize, out: usize, n_q: 
         const c = exp_f32(m - M2);
         L = L * a + load<f32>(r, 4) * c;
         M = M2;
-        if (simd) {
-          const av = f32x4.splat(a), cv = f32x4.splat(c);
-          for (let d = 0; d < hd; d += 4) {
-            const od = o + (<usize>d << 2);
-            v128.store(od, f32x4.add(f32x4.mul(v128.load(od), av), f32x4.mul(v128.load(r + 16 + (<usize>d << 2)), cv)));
-          }
-        } else {
-          for (let d = 0; d < hd; d++) {
-            const od = o + (<usize>d << 2);
-            store<f32>(od, load<f32>(od) * a + load<f32>(r + 16 + (<usize>d << 2)) * c);
-          }
-        }
+        foldRecord(simd, o, r, hd, a, c);
       }
       const inv: f32 = <f32>1 / L;
       if (simd) {

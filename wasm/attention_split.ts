@@ -7,21 +7,7 @@
 // Records: {m, l, -, -, acc[head_dim]} of head_dim + 4 f32, head h's block b at part + (h * n_sb + b) * record.
 
 import { exp_f32 } from './expf';
-
-@inline function fold(simd: bool, o: usize, r: usize, hd: i32, a: f32, c: f32): void {
-  if (simd) {
-    const av = f32x4.splat(a), cv = f32x4.splat(c);
-    for (let d = 0; d < hd; d += 4) {
-      const od = o + (<usize>d << 2);
-      v128.store(od, f32x4.add(f32x4.mul(v128.load(od), av), f32x4.mul(v128.load(r + 16 + (<usize>d << 2)), cv)));
-    }
-  } else {
-    for (let d = 0; d < hd; d++) {
-      const od = o + (<usize>d << 2);
-      store<f32>(od, load<f32>(od) * a + load<f32>(r + 16 + (<usize>d << 2)) * c);
-    }
-  }
-}
+import { foldRecord, spreadMass } from './softmax_blocks';
 
 @inline function mergeSplit(simd: bool, part_a: usize, n_sb_a: i32, part_b: usize, n_sb_b: i32, out: usize, n_heads: i32, hd: i32): void {
   const rec = <usize>(hd + 4) << 2;
@@ -39,7 +25,7 @@ import { exp_f32 } from './expf';
       const c = exp_f32(m - M2);
       L = L * a + load<f32>(r, 4) * c;
       M = M2;
-      fold(simd, o, r, hd, a, c);
+      foldRecord(simd, o, r, hd, a, c);
     }
     const inv: f32 = <f32>1 / L;
     if (simd) {
@@ -67,27 +53,6 @@ export function attn_merge_split_scalar(part_a: usize, n_sb_a: i32, part_b: usiz
 // are only normalized within their block: per head, M and L fold A's blocks then B's as mergeSplit does, and each
 // block's weight is w_b = exp(m_b - M) * (1/L), as attn_mass computes for one set.
 
-const MASS_BLOCK: i32 = 128; // wasm/attention.ts SEQ_BLOCK (attend.ts checks it against ATTN_SEQ_BLOCK)
-
-@inline function spread(simd: bool, r0: usize, rec: usize, n_sb: i32, pe: usize, n: i32, out: usize, M: f32, inv: f32): void {
-  for (let b = 0; b < n_sb; b++) {
-    const w = exp_f32(load<f32>(r0 + <usize>b * rec) - M) * inv;
-    let j = b * MASS_BLOCK;
-    const e = min(n, j + MASS_BLOCK);
-    if (simd) {
-      const wv = f32x4.splat(w);
-      for (; j + 4 <= e; j += 4) {
-        const o = out + (<usize>j << 2);
-        v128.store(o, f32x4.add(v128.load(o), f32x4.mul(v128.load(pe + (<usize>j << 2)), wv)));
-      }
-    }
-    for (; j < e; j++) {
-      const o = out + (<usize>j << 2);
-      store<f32>(o, load<f32>(o) + load<f32>(pe + (<usize>j << 2)) * w);
-    }
-  }
-}
-
 @inline function massSplit(simd: bool, part_a: usize, n_sb_a: i32, exp_a: usize, n_a: i32, part_b: usize, n_sb_b: i32, exp_b: usize, n_b: i32,
   out_a: usize, out_b: usize, n_heads: i32, hd: i32): void {
   const rec = <usize>(hd + 4) << 2;
@@ -106,8 +71,8 @@ const MASS_BLOCK: i32 = 128; // wasm/attention.ts SEQ_BLOCK (attend.ts checks it
       M = M2;
     }
     const inv: f32 = <f32>1 / L;
-    spread(simd, ra, rec, n_sb_a, exp_a + ((<usize>h * <usize>n_a) << 2), n_a, out_a, M, inv);
-    spread(simd, rb, rec, n_sb_b, exp_b + ((<usize>h * <usize>n_b) << 2), n_b, out_b, M, inv);
+    spreadMass(simd, ra, rec, 0, n_sb_a, 0, n_a, exp_a + ((<usize>h * <usize>n_a) << 2), out_a, M, inv);
+    spreadMass(simd, rb, rec, 0, n_sb_b, 0, n_b, exp_b + ((<usize>h * <usize>n_b) << 2), out_b, M, inv);
   }
 }
 
