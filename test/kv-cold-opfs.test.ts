@@ -3,35 +3,23 @@
 // FileSystemSyncAccessHandle exists: the tiered cache with cold rows in an OPFS file gives the untiered cache's logits
 // bit for bit, and disposing the session removes the file; KVPR restore (l = 16) with another OPFS file, bit for bit too.
 // On the page's main thread opening one is an OptionError.
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODELS } from './shared-paths.js';
-// @ts-expect-error: a plain JavaScript example module
-import { startServer } from '../examples/web/serve.mjs';
+import { openBrowser } from './browser/chromium.js';
+import type { BrowserRig } from './browser/chromium.js';
 
-const CHROMIUM = process.env.BMC_LLM_CHROMIUM ?? '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-let server: { url: string; close(): Promise<void> };
-let browser: Browser;
+let rig: BrowserRig;
 
 describe('tiered KV cache: OPFS cold store (headless Chromium, dedicated worker)', () => {
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (or set BMC_LLM_CHROMIUM)`);
-    server = await startServer({ port: 0, models: MODELS });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    rig = await openBrowser();
   });
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    await rig?.close();
   });
 
   it('logits equal the untiered cache\'s with cold rows in OPFS; the file is removed on dispose; the main thread is refused', async () => {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/examples/web/`);
+    const page = await rig.browser.newPage();
+    await page.goto(`${rig.server.url}/examples/web/`);
     const r = await page.evaluate(() => new Promise<Record<string, unknown>>((done) => {
       const w = new Worker('/test/browser/opfs-cold-worker.mjs', { type: 'module' });
       w.onmessage = (e) => done(e.data);

@@ -1,23 +1,21 @@
 // The browser: examples/web in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core; no browser
 // download), served cross-origin isolated from 127.0.0.1. The test works the page as a person would: load
 // stories260K.gguf from a URL, send a prompt, read the streamed reply.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../engine/index.js';
 import { MODELS, readReference, ROOT } from './shared-paths.js';
+import { openBrowser } from './browser/chromium.js';
+import type { BrowserRig } from './browser/chromium.js';
 // @ts-expect-error: a plain JavaScript example module
 import { startServer } from '../examples/web/serve.mjs';
-
-const CHROMIUM = process.env.BMC_LLM_CHROMIUM ?? '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 /** Where the screenshot goes: docs/ (committed, in the README) with BMC_LLM_SCREENSHOT=docs, else build/. */
 const SHOT = join(ROOT, process.env.BMC_LLM_SCREENSHOT === 'docs' ? 'docs' : 'build', 'web-chat.png');
 
-let server: { url: string; close(): Promise<void> };
+let rig: BrowserRig;
+let server: BrowserRig['server'];
 let browser: Browser;
 
 async function nodeGreedy(prompt: string, n: number): Promise<string> {
@@ -65,13 +63,11 @@ async function chat(page: Page, prompt: string, maxTokens: number): Promise<{ te
 
 describe('the browser (examples/web in headless Chromium)', () => {
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (or set BMC_LLM_CHROMIUM)`);
-    server = await startServer({ port: 0, models: MODELS });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    rig = await openBrowser();
+    ({ server, browser } = rig);
   });
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    await rig?.close();
   });
 
   it('cross-origin isolated: loads from a URL with progress, runs 2 threads in module workers, streams Node\'s greedy text', async () => {
