@@ -10,6 +10,34 @@ import { kvElement } from '../engine/kv/element.js';
 import type { KVElement } from '../engine/kv/element.js';
 import { randomF32, rng } from './kernels-ref.js';
 
+/**
+ * The rows of both sets in the arena: K then V of all n rows stored at f32 (set A) and at `bel`'s type (set B), the
+ * query, and the tables of each set in position order (A's K at 0, V at n; B's K at 2n, V at 3n, in u32 entries).
+ * Returns the sets' sizes, their views for attendSplit, and what to free.
+ */
+function splitRows(K: Kernels, kf: Float32Array, vf: Float32Array, q: Float32Array, n: number, nKV: number, hd: number, bel: KVElement, inB: (j: number) => boolean) {
+  const rowF = nKV * hd;
+  const f32 = kvElement('f32', nKV, hd);
+  const src = K.alloc(2 * n * rowF * 4);
+  K.write(src, kf);
+  K.write(src + n * rowF * 4, vf);
+  const rowsA = K.alloc(2 * n * f32.rowBytes);
+  const rowsB = K.alloc(2 * n * bel.rowBytes);
+  K.k.kv_store_rows(f32.id, 0, src, rowsA, 2 * n, rowF, f32.rowBytes);
+  K.k.kv_store_rows(bel.id, bel.qBlock, src, rowsB, 2 * n, rowF, bel.rowBytes);
+  const tabs = K.alloc(4 * 4 * n);
+  const qp = K.alloc(q.byteLength);
+  K.write(qp, q);
+  const t = new Uint32Array(K.memory.buffer, tabs, 4 * n);
+  let a = 0, b = 0;
+  for (let j = 0; j < n; j++) {
+    if (inB(j)) { t[2 * n + b] = rowsB + j * bel.rowBytes; t[3 * n + b] = rowsB + (n + j) * bel.rowBytes; b++; }
+    else { t[a] = rowsA + j * f32.rowBytes; t[n + a] = rowsA + (n + j) * f32.rowBytes; a++; }
+  }
+  const view = (k: number, v: number, el: KVElement) => ({ kTable: tabs + 4 * k, vTable: tabs + 4 * v, blockRows: 1, el });
+  return { a, b, qp, viewA: view(0, n, f32), viewB: view(2 * n, 3 * n, bel), free: () => { for (const p of [src, rowsA, rowsB, tabs, qp]) K.free(p); } };
+}
+
 /** float64 attention of one query row (nHeads heads) over rows (K and V, rowF floats each, GQA groups). */
 function reference(q: Float32Array, k: Float32Array, v: Float32Array, n: number, nHeads: number, nKV: number, hd: number, scale: number): Float64Array {
   const out = new Float64Array(nHeads * hd);
@@ -63,30 +91,13 @@ describe('attendSplit', () => {
     const ws = new AttentionWorkspace(K, { nHeads, headDim: hd, contextLength: n, batch: 2 });
     // B: every third row before the last; A: the others (the last row, the query's own, is A's last).
     const inB = (j: number) => j < n - 1 && j % 3 === 1;
-    const f32 = kvElement('f32', nKV, hd);
     for (const bType of ['f32', 'q8_0'] as const) {
       const bel = kvElement(bType, nKV, hd);
-      const src = K.alloc(2 * n * rowF * 4);
-      K.write(src, kf);
-      K.write(src + n * rowF * 4, vf);
-      const rowsA = K.alloc(2 * n * f32.rowBytes);
-      const rowsB = K.alloc(2 * n * bel.rowBytes);
-      K.k.kv_store_rows(f32.id, 0, src, rowsA, 2 * n, rowF, f32.rowBytes);
-      K.k.kv_store_rows(bel.id, bel.qBlock, src, rowsB, 2 * n, rowF, bel.rowBytes);
-      const tabs = K.alloc(4 * 4 * n);
-      const qp = K.alloc(q.byteLength);
-      K.write(qp, q);
+      const { a, b, qp, viewA, viewB, free } = splitRows(K, kf, vf, q, n, nKV, hd, bel, inB);
       const outs = [K.alloc(4 * nHeads * hd), K.alloc(4 * nHeads * hd)];
-      const t = new Uint32Array(K.memory.buffer, tabs, 4 * n);
-      let a = 0, b = 0;
-      for (let j = 0; j < n; j++) {
-        if (inB(j)) { t[2 * n + b] = rowsB + j * bel.rowBytes; t[3 * n + b] = rowsB + (n + j) * bel.rowBytes; b++; }
-        else { t[a] = rowsA + j * f32.rowBytes; t[n + a] = rowsA + (n + j) * f32.rowBytes; a++; }
-      }
       expect(splitFits(ws, nHeads, hd, a, b)).toBe(true);
-      const view = (k: number, v: number, el: KVElement) => ({ kTable: tabs + 4 * k, vTable: tabs + 4 * v, blockRows: 1, el });
       const args = (out: number) => ({ q: qp, out, nHeads, nKVHeads: nKV, headDim: hd, qStride: nHeads * hd, scale });
-      attendSplit(K, ws, view(0, n, f32), a, view(2 * n, 3 * n, bel), b, args(outs[0]!), runHere(K));
+      attendSplit(K, ws, viewA, a, viewB, b, args(outs[0]!), runHere(K));
       // The same partials merged by the scalar twin.
       const sbA = Math.ceil(a / 128);
       const partB = ws.part + nHeads * sbA * (hd + 4) * 4;
@@ -98,7 +109,8 @@ describe('attendSplit', () => {
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref[i]!));
       expect(worst, bType).toBeLessThanOrEqual(tol);
       if (bType === 'q8_0') expect(worst).toBeGreaterThan(0);
-      for (const p of [src, rowsA, rowsB, tabs, qp, ...outs]) K.free(p);
+      for (const p of outs) K.free(p);
+      free();
     }
     ws.dispose();
   });
@@ -115,31 +127,14 @@ describe('attendSplit', () => {
     const ref = referenceMass(q, kf, n, nHeads, nKV, hd, scale);
     const ws = new AttentionWorkspace(K, { nHeads, headDim: hd, contextLength: n, batch: 2 });
     const inB = (j: number) => j < n - 1 && (j % 3 === 1 || (j > 150 && j < 400));
-    const f32 = kvElement('f32', nKV, hd);
     for (const bType of ['f32', 'q8_0'] as const) {
       const bel = kvElement(bType, nKV, hd);
-      const src = K.alloc(2 * n * rowF * 4);
-      K.write(src, kf);
-      K.write(src + n * rowF * 4, vf);
-      const rowsA = K.alloc(2 * n * f32.rowBytes);
-      const rowsB = K.alloc(2 * n * bel.rowBytes);
-      K.k.kv_store_rows(f32.id, 0, src, rowsA, 2 * n, rowF, f32.rowBytes);
-      K.k.kv_store_rows(bel.id, bel.qBlock, src, rowsB, 2 * n, rowF, bel.rowBytes);
-      const tabs = K.alloc(4 * 4 * n);
-      const qp = K.alloc(q.byteLength);
-      K.write(qp, q);
+      const { a, b, qp, viewA, viewB, free } = splitRows(K, kf, vf, q, n, nKV, hd, bel, inB);
       const out = K.alloc(4 * nHeads * hd);
       const exp = K.alloc(4 * nHeads * n);
       const massOut = [K.alloc(4 * n), K.alloc(4 * n)];
-      const t = new Uint32Array(K.memory.buffer, tabs, 4 * n);
-      let a = 0, b = 0;
-      for (let j = 0; j < n; j++) {
-        if (inB(j)) { t[2 * n + b] = rowsB + j * bel.rowBytes; t[3 * n + b] = rowsB + (n + j) * bel.rowBytes; b++; }
-        else { t[a] = rowsA + j * f32.rowBytes; t[n + a] = rowsA + (n + j) * f32.rowBytes; a++; }
-      }
       expect(splitFits(ws, nHeads, hd, a, b)).toBe(true);
-      const view = (k: number, v: number, el: KVElement) => ({ kTable: tabs + 4 * k, vTable: tabs + 4 * v, blockRows: 1, el });
-      attendSplit(K, ws, view(0, n, f32), a, view(2 * n, 3 * n, bel), b,
+      attendSplit(K, ws, viewA, a, viewB, b,
         { q: qp, out, nHeads, nKVHeads: nKV, headDim: hd, qStride: nHeads * hd, scale, mass: { exp, out: massOut[0]! } }, runHere(K));
       const sbA = Math.ceil(a / 128);
       const partB = ws.part + nHeads * sbA * (hd + 4) * 4;
@@ -158,7 +153,8 @@ describe('attendSplit', () => {
       }
       expect(worst, bType).toBeLessThanOrEqual(tol);
       expect(total).toBeCloseTo(nHeads, 4);
-      for (const p of [src, rowsA, rowsB, tabs, qp, out, exp, ...massOut]) K.free(p);
+      for (const p of [out, exp, ...massOut]) K.free(p);
+      free();
     }
     ws.dispose();
   });
