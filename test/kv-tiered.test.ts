@@ -13,9 +13,8 @@ import { kvElement } from '../engine/kv/element.js';
 import { makeTinyLlama } from '../engine/gguf/synth.js';
 import { TraceRecorder } from '../engine/tiers/trace.js';
 import { MODELS } from './shared-paths.js';
+import { arenaBytes, expectPlainLogits, ids } from './tier-helpers.js';
 
-const arenaBytes = (s: KVStats) => s.bytes + s.overheadBytes;
-const ids = (n: number, vocab: number, salt = 0) => Array.from({ length: n }, (_, i) => 1 + ((i * 7919 + 13 + salt) % (vocab - 1)));
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
 /**
@@ -37,14 +36,8 @@ describe('tiered KV cache', () => {
       const budget = budgetFor(hp.nLayers, ctx, rowBytes, rowFloats, 48, hp.nHeads);
       const plain = m.createSession({ kv: { type } });
       const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type } });
-      const prompt = ids(150, hp.nVocab);
-      expect(await tiered.eval(prompt, { logits: 'all' })).toEqual(await plain.eval(prompt, { logits: 'all' }));
-      // Then one token at a time, with a rollback in the middle.
-      for (let i = 0; i < 60; i++) {
-        const t = [(i * 31 + 5) % hp.nVocab];
-        expect(await tiered.eval(t)).toEqual(await plain.eval(t));
-        if (i === 30) { tiered.truncate(170); plain.truncate(170); }
-      }
+      // The prompt, then one token at a time, with a rollback in the middle.
+      await expectPlainLogits(tiered, plain, hp.nVocab);
       const s = tiered.kvStats();
       expect(s.policy).toBe('tiered');
       expect(arenaBytes(s)).toBeLessThanOrEqual(budget);

@@ -17,18 +17,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, OptionError, parseKVColdFlag, parseKVWarmFlag } from '../engine/index.js';
-import type { KVStats, Model, Session } from '../engine/index.js';
+import type { Model, Session } from '../engine/index.js';
 import { makeTinyLlama } from '../engine/gguf/synth.js';
 import { TraceRecorder } from '../engine/tiers/trace.js';
 import { MODELS } from './shared-paths.js';
+import { arenaBytes, expectPlainLogits, ids } from './tier-helpers.js';
 
-const arenaBytes = (s: KVStats) => s.bytes + s.overheadBytes;
 /**
  * A budget of `pools` bytes for the tables, staging and pools, plus the attention-mass buffers the cache adds for its
  * placement ((n_heads + 1) f32 per context position), so that the pools get what they got before those existed.
  */
 const withMass = (m: Model, ctx: number, pools: number) => pools + 4 * (m.info.hparams!.nHeads + 1) * ctx;
-const ids = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => 1 + ((i * 7919 + 13) % (vocab - 1)));
 
 /** Relative L2 error of b against a, and whether their argmax agree. */
 function compare(a: Float32Array, b: Float32Array): { rel: number; agree: boolean } {
@@ -70,13 +69,7 @@ describe('tiered KV cache: cold stores', () => {
       const budget = withMass(m, 256, type === 'f32' ? 170_000 : 83_000); // about 48 hot rows per layer
       const tiered = m.createSession({ kv: { policy: 'tiered', budgetBytes: budget, type, cold: 'file', coldPath: dir } });
       expect(readdirSync(dir)).toHaveLength(1);
-      const prompt = ids(150, hp.nVocab);
-      expect(await tiered.eval(prompt, { logits: 'all' })).toEqual(await plain.eval(prompt, { logits: 'all' }));
-      for (let i = 0; i < 60; i++) {
-        const t = [(i * 31 + 5) % hp.nVocab];
-        expect(await tiered.eval(t)).toEqual(await plain.eval(t));
-        if (i === 30) { tiered.truncate(170); plain.truncate(170); }
-      }
+      await expectPlainLogits(tiered, plain, hp.nVocab);
       const s = tiered.kvStats();
       expect(arenaBytes(s)).toBeLessThanOrEqual(budget);
       expect(s.tiers!.coldStore).toBe('file');
