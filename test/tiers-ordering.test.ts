@@ -5,7 +5,7 @@
  * window 32, sinks 4) and with READS_ONLINE (tuned on held-out traces, see simulate.ts). Each trace is replayed
  * twice: dense (every token with mass is read, as the engine's exact attention does) and, as the paper sweeps it,
  * sparse at 60% (each step reads only the top 40% of the context by mass). The test prints every figure and asserts
- * what holds; the README lists where the full ordering does not.
+ * what holds: the full ordering in 16 of the 18 cells; the README lists the two where online and reactive tie.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,34 +49,28 @@ describe.each(['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.ggu
     const tr = await record(name);
     expect(tr.records.length).toBeGreaterThanOrEqual(200);
     for (const f of FRACTIONS) {
-      // Sparse at 60%, the paper's operating point: placement matters on every model. What holds in every cell: the
-      // oracle beats both online settings, reactive and both online settings beat static, and online (reads) is never
-      // more than 1% behind reactive (README: ahead in 7 of the 9 cells, up to 3% ahead, at most 0.2% behind).
-      {
-        const { t, le } = replay(tr, name, f, 0.6);
+      for (const sparsity of [0.6, 0]) {
+        const { t, le } = replay(tr, name, f, sparsity);
+        // In every cell: the oracle beats every online policy and reactive, and reactive and online (reads) beat static.
         le(t.oracle!, t.reads!, 'oracle <= online (reads)');
         le(t.oracle!, t.online!, 'oracle <= online (mass)');
+        le(t.oracle!, t.reactive!, 'oracle <= reactive');
         le(t.reactive!, t.static!, 'reactive <= static');
         le(t.reads!, t.static!, 'online (reads) <= static');
-        le(t.online!, t.static!, 'online (mass) <= static');
-        le(t.reads!, t.reactive! * 1.01, 'online (reads) at most 1% behind reactive');
+        if (sparsity > 0 || name === 'llama2xs-tok512.gguf') {
+          // Sparse at 60% (the paper's operating point) on every model, and dense on llama2xs-tok512 (which reads
+          // 10-49% of its context per layer anyway): the issue's full ordering.
+          le(t.reads!, t.reactive!, 'online (reads) <= reactive');
+        } else {
+          // Dense on stories260K and babyllama-tok105 (99-100% of the context read in most layers, so every policy is
+          // within 4% of static): online (reads) and reactive tie to within 0.05% (README: ahead in 5 of these 6
+          // cells or equal, 0.04% and 0.004% behind in two).
+          le(t.reads!, t.reactive! * 1.0005, 'online (reads) within 0.05% of reactive');
+        }
+        // Online with the engine's own settings (mass, window 32) beats static except on babyllama-tok105 read
+        // densely, where its migrations cost more than they gain (0.15% behind at 1/2; README).
+        if (sparsity > 0 || name !== 'babyllama-tok105.gguf') le(t.online!, t.static!, 'online (mass) <= static');
       }
-      const { t, le } = replay(tr, name, f, 0);
-      // Dense: what holds on every model and fast tier: reactive and the oracle beat static.
-      le(t.reactive!, t.static!, 'reactive <= static');
-      le(t.oracle!, t.static!, 'oracle <= static');
-      if (name === 'llama2xs-tok512.gguf') {
-        // The issue's full ordering, with the online policy in its reads setting.
-        le(t.oracle!, t.reads!, 'oracle <= online (reads)');
-        le(t.reads!, t.reactive!, 'online (reads) <= reactive');
-      } else if (name === 'stories260K.gguf') {
-        // Both online settings beat static but not reactive (by 0.1-0.8%; README), and the annealed oracle, a bound
-        // only within its look-ahead family, lands below reactive at 1/4 and 1/2.
-        le(t.online!, t.static!, 'online (mass) <= static');
-        le(t.reads!, t.static!, 'online (reads) <= static');
-      }
-      // babyllama-tok105 reads ~98% of its tokens at every step, so no placement moves the time by more than 0.2%
-      // and the online policy's migrations leave it up to 0.15% behind static (README): nothing more is asserted.
     }
   }, 120_000);
 });

@@ -66,15 +66,19 @@ class PlainPlacement {
   private nHot() {
     return this.hot.filter(Boolean).length;
   }
-  /** Unpinned hot rows below `end`, coldest first (ties: the newer row first). */
+  /** Ties: with 'reads' the newer row is the hotter, with 'mass' the older. */
+  private tie(x: number, y: number) {
+    return this.o.signal === 'reads' ? y - x : x - y;
+  }
+  /** Unpinned hot rows below `end`, coldest first. */
   private victims(end: number) {
     const v = [...Array(end).keys()].filter((i) => this.hot[i] && !this.pinned(i));
-    return v.sort((x, y) => this.ema[x]! - this.ema[y]! || y - x);
+    return v.sort((x, y) => this.ema[x]! - this.ema[y]! || this.tie(y, x));
   }
   append(count: number): PlacementDecision {
     const d: PlacementDecision = { demote: [], promote: [], cold: [] };
     const old = this.ema.length;
-    for (let i = 0; i < count; i++) { this.ema.push(0); this.hot.push(false); }
+    for (let i = 0; i < count; i++) { this.ema.push(this.o.signal === 'reads' ? 1 : 0); this.hot.push(false); }
     let mustHot = 0;
     for (let i = old; i < old + count; i++) if (this.pinned(i)) mustHot++;
     const need = this.nHot() + mustHot - this.o.capacity;
@@ -103,7 +107,7 @@ class PlainPlacement {
     const minHot = victims.length ? this.ema[victims[0]!]! : Infinity;
     const cands = [...Array(n).keys()]
       .filter((i) => !this.hot[i] && mass[i]! > 0 && this.ema[i]! > 0 && (free > 0 || this.ema[i]! > h1 * minHot))
-      .sort((x, y) => this.ema[y]! - this.ema[x]! || x - y);
+      .sort((x, y) => this.ema[y]! - this.ema[x]! || this.tie(x, y));
     const top: number[] = [];
     const out: number[] = [];
     for (let c = 0, v = 0, f = free; c < cands.length; c++) {
@@ -238,20 +242,39 @@ describe('EmaPlacement', () => {
     const mass = [5, 1e-6, 0, 0.5, 1];
     const p = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5, signal: 'reads' });
     p.append(5);
+    // A new row starts at 1, as if read at every earlier step.
+    expect([0, 1, 2, 3, 4].map((i) => p.score(i))).toEqual([1, 1, 1, 1, 1]);
     p.observe(mass);
-    expect([0, 1, 2, 3, 4].map((i) => p.score(i))).toEqual([0.5, 0.5, 0, 0.5, 0.5]);
+    expect([0, 1, 2, 3, 4].map((i) => p.score(i))).toEqual([1, 1, 0.5, 1, 1]);
     const q = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5, signal: 'reads', readShare: 0.05 });
     q.append(5);
     q.observe(mass); // shares 5/6.5, ~0, 0, 0.5/6.5, 1/6.5: rows 0, 3 and 4 are above 5%
-    expect([0, 1, 2, 3, 4].map((i) => q.score(i))).toEqual([0.5, 0, 0, 0.5, 0.5]);
-    // With alpha >= 0.5 the order is the most recent read first (least-recently-read eviction).
-    q.observe([0, 0, 0, 0, 1]);
-    q.observe([1, 0, 0, 0, 1]);
-    expect(q.score(0)).toBeGreaterThan(q.score(3));
+    expect([0, 1, 2, 3, 4].map((i) => q.score(i))).toEqual([1, 0.5, 0.5, 1, 1]);
+    // With alpha > 0.5 the order is the most recent read first (least-recently-read eviction).
+    const r = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.6, signal: 'reads' });
+    r.append(5);
+    r.observe([0, 0, 0, 1, 1]);
+    r.observe([0, 0, 0, 0, 1]);
+    r.observe([1, 0, 0, 0, 1]);
+    expect(r.score(0)).toBeGreaterThan(r.score(3));
+    expect(r.score(3)).toBeGreaterThan(r.score(2));
     const m = new EmaPlacement({ capacity: 5, sinks: 0, window: 1, alpha: 0.5 });
     m.append(5);
     m.observe(mass);
     expect(m.score(0)).toBeGreaterThan(m.score(3)); // by mass, the default
+  });
+
+  it("signal 'reads' on dense reads: new rows stay hot and the oldest unpinned row goes, as least-recently-used would", () => {
+    const p = new EmaPlacement({ capacity: 6, sinks: 0, window: 1, alpha: 0.3, hysteresis: 0.25, signal: 'reads' });
+    expect(p.append(6).cold).toEqual([]);
+    for (let s = 0; s < 20; s++) {
+      const d = p.observe(new Array(p.length).fill(1));
+      expect(d.promote).toEqual([]); // every row is read: nothing to gain from a swap
+      const a = p.append(1);
+      expect(a.demote).toEqual([p.length - 7]); // the oldest hot row, not the one written at the step before
+    }
+    const hot = [...Array(p.length).keys()].filter((i) => p.isHot(i));
+    expect(hot).toEqual([20, 21, 22, 23, 24, 25]);
   });
 
   it('truncate forgets rows past the new length and re-pins the window', () => {

@@ -36,8 +36,11 @@ export interface EmaPlacementOptions {
   /**
    * What the EMA averages, default 'mass': each token's share of the step's attention mass. 'reads': 1 for a token
    * whose share is above `readShare` (read by a sparse reader), else 0; the EMA then estimates how likely a token is
-   * to be read, which is what a cold row costs (a read row costs its bytes whatever its mass). With alpha >= 0.5
-   * the order is that of the most recent read, then the one before (least-recently-read eviction).
+   * to be read, which is what a cold row costs (a read row costs its bytes whatever its mass). A new row starts at 1,
+   * as if read at every earlier step: started at 0, every new row would rank below each older row read as often, an
+   * age penalty that keeps the oldest rows hot whatever is read. Among equal EMAs the newer row counts as hotter (with
+   * 'mass' the older one: first come stays). With alpha > 0.5 the order is that of the most recent read, then the one
+   * before, creation counting as a read: least-recently-used eviction.
    */
   signal?: 'mass' | 'reads';
   /** With signal 'reads': the share of the step's mass above which a token counts as read, in [0, 1), default 0. */
@@ -125,15 +128,20 @@ export class EmaPlacement {
     return i >= 0 && i < this.n ? this.ema[i]! : 0;
   }
 
+  /** Whether, among equal EMAs, the newer row counts as the hotter (see `signal`). */
+  private get newerHotter(): boolean {
+    return this.signal === 'reads';
+  }
+
   private pinned(i: number): boolean {
     return i < this.sinks || i >= this.n - this.window;
   }
 
-  /** Unpinned hot rows below `end`, coldest first (ties: the newest first, so first-come rows stay), up to `count`. */
+  /** Unpinned hot rows below `end`, coldest first (ties: see `signal`), up to `count`. */
   private victims(end: number, count = Infinity): number[] {
     const v: number[] = [];
     for (let i = 0; i < end; i++) if (this.hot[i] === 1 && !this.pinned(i)) v.push(i);
-    const heap = new EmaHeap(this.ema, Int32Array.from(v), false);
+    const heap = new EmaHeap(this.ema, Int32Array.from(v), false, this.newerHotter);
     const out: number[] = [];
     while (out.length < count && heap.size > 0) out.push(heap.pop());
     return out;
@@ -170,8 +178,9 @@ export class EmaPlacement {
       this.stats.forcedDemotions += need;
     }
     let room = this.capacity - this.nHot - mustHot;
+    const prior = this.signal === 'reads' ? 1 : 0;
     for (let i = old; i < this.n; i++) {
-      this.ema[i] = 0;
+      this.ema[i] = prior;
       if (this.pinned(i) || room-- > 0) {
         this.hot[i] = 1;
         this.nHot++;
@@ -235,7 +244,7 @@ export class EmaPlacement {
     if (nc === 0) return d;
     // Beneficial moves, taken in order from two heaps (built in linear time; only the moves made are sorted): fill
     // free rows first, then swap while the best candidate left clearly beats the coldest hot row left.
-    const candHeap = new EmaHeap(e, rows.subarray(n - nc, n), true);
+    const candHeap = new EmaHeap(e, rows.subarray(n - nc, n), true, this.newerHotter);
     let victimHeap: EmaHeap | undefined;
     const top: number[] = [];
     const out: number[] = [];
@@ -245,7 +254,7 @@ export class EmaPlacement {
         top.push(candHeap.pop());
         continue;
       }
-      victimHeap ??= new EmaHeap(e, rows.subarray(0, nv), false);
+      victimHeap ??= new EmaHeap(e, rows.subarray(0, nv), false, this.newerHotter);
       if (victimHeap.size === 0 || !(e[candHeap.peek()]! > h1 * e[victimHeap.peek()]!)) break;
       top.push(candHeap.pop());
       out.push(victimHeap.pop());
@@ -303,23 +312,33 @@ export class EmaPlacement {
 }
 
 /**
- * A binary heap of row indices over typed storage, ordered by EMA: `hottest` pops the highest EMA first (ties: the
- * older row, the candidate order), else the lowest first (ties: the newer row, the victim order). Built in place over
- * `h` (which it reorders) in linear time.
+ * A binary heap of row indices over typed storage: `hottest` pops the hottest row first (the candidate order), else
+ * the coldest (the victim order). Hotter: a higher EMA; among equal EMAs the newer row if `newerHotter`, else the
+ * older. Built in place over `h` (which it reorders) in linear time.
  */
 class EmaHeap {
   size: number;
 
-  constructor(private readonly e: Float64Array, private readonly h: Int32Array, private readonly hottest: boolean) {
+  constructor(
+    private readonly e: Float64Array,
+    private readonly h: Int32Array,
+    private readonly hottest: boolean,
+    private readonly newerHotter: boolean,
+  ) {
     this.size = h.length;
     for (let i = (this.size >> 1) - 1; i >= 0; i--) this.down(i);
   }
 
-  /** Whether row x comes out before row y. */
-  private first(x: number, y: number): boolean {
+  /** Whether row x is hotter than row y. */
+  private hotter(x: number, y: number): boolean {
     const ex = this.e[x]!;
     const ey = this.e[y]!;
-    return this.hottest ? ex > ey || (ex === ey && x < y) : ex < ey || (ex === ey && x > y);
+    return ex > ey || (ex === ey && (this.newerHotter ? x > y : x < y));
+  }
+
+  /** Whether row x comes out before row y. */
+  private first(x: number, y: number): boolean {
+    return this.hottest ? this.hotter(x, y) : this.hotter(y, x);
   }
 
   peek(): number {

@@ -392,21 +392,16 @@ class Buckets {
     if (n >= 0) this.prev[n] = p;
     this.size--;
   }
-  /** Items in key order (descending or ascending), keys >= minKey, lazily. */
-  *walk(descending: boolean, minKey = 0): Generator<number> {
-    if (descending) {
-      for (let k = this.maxKey; k >= minKey; k--) for (let j = this.head[k]!; j >= 0; j = this.next[j]!) yield j;
-    } else {
-      for (let k = minKey; k <= this.maxKey; k++) for (let j = this.head[k]!; j >= 0; j = this.next[j]!) yield j;
-    }
+  has(k: number): boolean {
+    return this.head[k]! >= 0;
   }
-  first(descending: boolean, minKey = 0): number {
-    if (descending) {
-      for (let k = this.maxKey; k >= minKey; k--) if (this.head[k]! >= 0) return this.head[k]!;
-    } else {
-      for (let k = minKey; k <= this.maxKey; k++) if (this.head[k]! >= 0) return this.head[k]!;
-    }
-    return -1;
+  /** The items with key k. */
+  *bucket(k: number): Generator<number> {
+    for (let j = this.head[k]!; j >= 0; j = this.next[j]!) yield j;
+  }
+  /** Items by descending key, keys >= minKey, lazily. */
+  *descending(minKey = 0): Generator<number> {
+    for (let k = this.maxKey; k >= minKey; k--) yield* this.bucket(k);
   }
 }
 
@@ -415,6 +410,8 @@ class Buckets {
  * step the fraction R of the beneficial swaps is made. A swap is beneficial when the reads it brings to the fast
  * tier exceed those it sends away plus the slow-tier rows the move itself costs (the promoted item's rows not
  * already staged, the demoted item's rows not yet in the slow tier), so prefetching never costs more than it saves.
+ * A new item written hot also saves its rows' slow-tier write, and among victims with equal reads ahead those the
+ * slow tier already holds go first, since demoting them is free.
  */
 function lookaheadPolicy(acc: AccessTrace, layer: number, capacity: number, g: number, W: number, R: number): SimPolicy {
   const L = acc.nLayers;
@@ -453,6 +450,14 @@ function lookaheadPolicy(acc: AccessTrace, layer: number, capacity: number, g: n
     (toHot ? hot : cold).insert(j, key[j]!);
     where[j] = toHot ? 1 : 2;
   };
+  /** Hot items, fewest reads ahead first; among equal reads, those the slow tier already holds (free to demote). */
+  function* victimsOf(t: LayerTier): Generator<number> {
+    for (let k = 0; k <= hot.maxKey; k++) {
+      if (!hot.has(k)) continue;
+      for (const j of hot.bucket(k)) if (moveCost(t, j, false) === 0) yield j;
+      for (const j of hot.bucket(k)) if (moveCost(t, j, false) > 0) yield j;
+    }
+  }
   const pairs: number[] = [];
   return {
     append(t, from, to) {
@@ -462,8 +467,9 @@ function lookaheadPolicy(acc: AccessTrace, layer: number, capacity: number, g: n
         if (where[j] === 0) {
           let toHot = hot.size < capItems;
           if (!toHot && capItems > 0) {
-            const m = hot.first(false);
-            if (m >= 0 && key[j]! > key[m]! + moveCost(t, m, false)) {
+            // Written hot, the new rows also skip their slow-tier write (up to g of them): part of the gain.
+            const m = victimsOf(t).next().value;
+            if (m !== undefined && key[j]! + g > key[m]! + moveCost(t, m, false)) {
               moveItem(t, m, false);
               toHot = true;
             }
@@ -483,8 +489,8 @@ function lookaheadPolicy(acc: AccessTrace, layer: number, capacity: number, g: n
       // Beneficial moves, best first: (candidate, victim or -1 for a free slot).
       pairs.length = 0;
       let free = capItems - hot.size;
-      const victims = hot.walk(false);
-      for (const c of cold.walk(true, 1)) {
+      const victims = victimsOf(t);
+      for (const c of cold.descending(1)) {
         const gain = key[c]! - moveCost(t, c, true);
         if (free > 0) {
           if (gain <= 0) break;
@@ -511,7 +517,8 @@ function lookaheadPolicy(acc: AccessTrace, layer: number, capacity: number, g: n
  * each: rank by how often a token is read (signal 'reads'), promote only rows read now (staged), no pinned window
  * beyond the newest token. Chosen by a grid over signal, alpha, hysteresis, window and sinks on held-out traces
  * (the fixture models sampling at temperature 0.8 from another prompt; geometric mean of the time ratio to reactive
- * over three models x fast tiers of 1/8, 1/4, 1/2), not on the traces the tests replay.
+ * over three models x fast tiers of 1/8, 1/4, 1/2 x dense and 60% sparse reads: 1.017x, worst cell 0.99997x;
+ * scripts/bench/tune-online.ts), not on the traces the tests replay.
  */
 export const READS_ONLINE: Omit<EmaPlacementOptions, 'capacity'> = { signal: 'reads', alpha: 0.3, hysteresis: 0.25, window: 1, sinks: 0 };
 

@@ -3,8 +3,9 @@
  * was chosen. Records held-out traces of the three fixture models (sampling at temperature 0.8, seed 7, 300 tokens
  * after "The dog ran to the park": not the greedy "Once upon a time" traces the tests replay), then replays a grid of
  * online settings (signal, alpha, hysteresis, window and sinks) on the GH200-like model with fast tiers of 1/8, 1/4
- * and 1/2 of the KV. Prints the best settings by the geometric mean of reactive's time over the online policy's
- * (> 1: online faster) and the worst cell, and writes every row as JSON.
+ * and 1/2 of the KV, each read densely and at 60% sparsity (as test/tiers-ordering.test.ts replays its traces).
+ * Prints the best settings by the geometric mean of reactive's time over the online policy's (> 1: online faster)
+ * over the 18 cells and the worst cell, and writes every row as JSON.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { readTrace, TraceRecorder } from '../../engine/tiers/trace.js';
 const MODELS = join(import.meta.dirname, '../../../shared/models');
 const outIdx = process.argv.indexOf('--out');
 const out = outIdx > 0 ? process.argv[outIdx + 1]! : 'tune-online.json';
-const cells: { name: string; f: number; tr: ReturnType<typeof readTrace>; model: ReturnType<typeof gh200Model>; reactive: number }[] = [];
+const cells: { name: string; f: number; sparsity: number; tr: ReturnType<typeof readTrace>; model: ReturnType<typeof gh200Model>; reactive: number }[] = [];
 for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf']) {
   const m = await loadModel(join(MODELS, name), { contextLength: 512 });
   const hp = m.info.hparams!;
@@ -25,9 +26,11 @@ for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok10
   m.dispose();
   const tr = readTrace(rec.finish());
   for (const f of [0.125, 0.25, 0.5]) {
-    const model = gh200Model(tr, { fastFraction: f });
-    const r = simulatePlacement(tr, model, { policies: ['static', 'reactive'] });
-    cells.push({ name, f, tr, model, reactive: r.results.find((x) => x.policy === 'reactive')!.timeS });
+    for (const sparsity of [0, 0.6]) {
+      const model = gh200Model(tr, { fastFraction: f });
+      const r = simulatePlacement(tr, model, { sparsity, policies: ['static', 'reactive'] });
+      cells.push({ name, f, sparsity, tr, model, reactive: r.results.find((x) => x.policy === 'reactive')!.timeS });
+    }
   }
   process.stderr.write(`recorded ${name}: ${tr.records.length} steps\n`);
 }
@@ -38,7 +41,7 @@ for (const signal of ['mass', 'reads'] as const) for (const alpha of [0.3, 0.5, 
     let lg = 0;
     let worst = Infinity;
     for (const c of cells) {
-      const t = simulatePlacement(c.tr, c.model, { policies: ['static', 'online'], online }).results.find((x) => x.policy === 'online')!.timeS;
+      const t = simulatePlacement(c.tr, c.model, { sparsity: c.sparsity, policies: ['static', 'online'], online }).results.find((x) => x.policy === 'online')!.timeS;
       lg += Math.log(c.reactive / t);
       worst = Math.min(worst, c.reactive / t);
     }
