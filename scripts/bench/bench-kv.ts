@@ -8,12 +8,13 @@
  *   npm run bench:kv                          quick: stories15M shape with Q4_0 weights, lengths 256 1024 2048 4096
  *   npm run bench:kv -- --full                also F32 weights and a TinyLlama-1.1B-shaped model (4 layers, Q8_0)
  *   npm run bench:kv -- --shapes stories15m-f32 --lengths 256,4096 --policies concat,bmc:64
- *   (--docs also writes docs/bench-kv.json and the charts docs/bench-kv-<shape>.svg; --chunk N sets the interleaving)
+ *   (--docs also writes docs/bench-kv.json and the charts docs/bench-kv-<shape>.svg; --chunk N sets the interleaving;
+ *   --repeat N the passes over lengths up to 1024, default 3)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
-import type { KVOptions } from '../../engine/index.js';
+import type { KVOptions, KVStats } from '../../engine/index.js';
 import { argmax } from '../../engine/generate/sampling.js';
 import { calibrate, predict } from '../../engine/kv/analytical.js';
 import type { CostConstants, ModelShape } from '../../engine/kv/analytical.js';
@@ -35,6 +36,10 @@ const promptLen = Number(flag('prompt') ?? 32);
 const outDir = flag('out') ?? 'bench-results';
 const CHUNK = Number(flag('chunk') ?? 16);
 const RANK_GAP = Number(flag('rank-gap') ?? 0.1);
+/** Lengths up to SHORT_MAX are measured in REPEAT passes (--repeat), longer ones in one. */
+const SHORT_MAX = 1024;
+const REPEAT = Number(flag('repeat') ?? 3);
+if (!(Number.isInteger(REPEAT) && REPEAT >= 1)) throw new Error(`bench:kv: --repeat ${flag('repeat')} is not an integer >= 1`);
 if (!(Number.isInteger(CHUNK) && CHUNK > 0) || lengths.some((g) => !(g > 0 && g % CHUNK === 0))) {
   throw new Error(`bench:kv: every length must be a positive multiple of --chunk ${CHUNK} (lengths ${lengths.join(',')})`);
 }
@@ -48,7 +53,8 @@ function kvOption(p: string): KVOptions {
 }
 
 interface Row {
-  shape: string; policy: string; length: number; tokensPerSecond: number; msPerToken: number;
+  /** tokensPerSecond is the median over this many passes. */
+  shape: string; policy: string; length: number; passes: number; tokensPerSecond: number; msPerToken: number;
   predictedTokensPerSecond: number; predictionError: number; predictedBytesCopied: number;
   growths: number; bytesCopied: number; growthMs: number; peakKVBytes: number; capacity: number;
 }
@@ -56,12 +62,14 @@ interface Row {
 const rows: Row[] = [];
 const maxLen = lengths[lengths.length - 1]!;
 const calibrations: Record<string, { constants: CostConstants; baseTokenMs: number }> = {};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
 for (const shape of shapes) {
   const file = await ensureModel(join(outDir, 'models'), shape, err);
   const contextLength = promptLen + maxLen + 1;
 
   // The analytical model's inputs: machine constants from the calibration, and the base compute of one decode step
-  // of this model, timed on 32 steps at a short length minus its attention (engine/kv/measure-base.ts).
+  // of this model, timed on 48 steps at a short length minus its attention (engine/kv/measure-base.ts).
   const probe = await loadModel(file, { contextLength, kv: { policy: 'static' } });
   const hp = probe.info.hparams!;
   const mshape: ModelShape = { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength };
@@ -70,47 +78,63 @@ for (const shape of shapes) {
   const constants = calibrate(kern, mshape, { threads: probe.info.threads });
   mshape.baseTokenNs = await measureBaseStepNs(probe, constants, { promptLen });
   probe.dispose();
-  calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs! / 1e6 };
+  calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs / 1e6 };
   err(`${shape}: calibration ${constants.calibrationMs.toFixed(0)} ms, copy ${(1 / constants.copyNsPerByte).toFixed(1)} GB/s, ` +
-    `attention ${constants.attnRowNs.toFixed(0)} ns/row/layer, base step ${(mshape.baseTokenNs! / 1e6).toFixed(2)} ms\n`);
+    `attention ${constants.attnRowNs.toFixed(0)} ns/row/layer, base step ${(mshape.baseTokenNs / 1e6).toFixed(2)} ms\n`);
 
   // Every policy decodes in one interleaved run: each session in turn decodes a chunk of CHUNK tokens (the first
   // session rotates every round), so a slow spell of a shared machine hits all policies alike and the ratios hold.
-  // A chunk of 16 tokens mixes well; a session's weights and short caches may have to be fetched again after another's turn.
+  // A chunk of 16 tokens mixes well; a session's weights and short caches may have to be fetched again after another's
+  // turn. Lengths up to SHORT_MAX are short enough for a spell to tilt them, so they are decoded in REPEAT passes (fresh
+  // sessions each) and reported as the median; the last pass goes on to the longest length.
   const model = await loadModel(file, { contextLength, kv: { policy: 'auto' } });
   const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 7919) % (model.info.hparams!.nVocab - 1)));
-  const runs = [];
-  for (const policy of policyNames) {
-    // auto takes the model's own calibrated rule, which a session-level kv option would replace.
-    const session = policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) });
-    runs.push({ policy, session, logits: await session.eval(prompt), ms: 0, next: 0 });
-  }
-  for (let g0 = 0, round = 0; g0 < maxLen; g0 += CHUNK, round++) {
-    const n = Math.min(CHUNK, maxLen - g0);
-    for (let i = 0; i < runs.length; i++) {
-      const run = runs[(i + round) % runs.length]!;
-      const t0 = performance.now();
-      for (let j = 0; j < n; j++) run.logits = await run.session.eval([argmax(run.logits)]);
-      run.ms += performance.now() - t0;
+  const shortTo = Math.max(0, ...lengths.filter((g) => g <= SHORT_MAX));
+  const passes = shortTo > 0 && shortTo < maxLen ? REPEAT : 1;
+  const measured = new Map<string, { tps: number[]; stats?: KVStats }>(); // by `${policy} ${g}`
+  for (let pass = 0; pass < passes; pass++) {
+    const upTo = pass === passes - 1 ? maxLen : shortTo;
+    const runs = [];
+    for (const policy of policyNames) {
+      // auto takes the model's own calibrated rule, which a session-level kv option would replace.
+      const session = policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) });
+      runs.push({ policy, session, logits: await session.eval(prompt), ms: 0 });
     }
-    const g = g0 + n;
-    if (g < lengths[runs[0]!.next]!) continue;
-    for (const run of runs) {
-      const st = run.session.kvStats();
-      const pred = predict(constants, mshape, promptLen, g, run.policy);
-      const tps = (1000 * g) / run.ms;
+    for (let g0 = 0, round = pass; g0 < upTo; g0 += CHUNK, round++) {
+      const n = Math.min(CHUNK, upTo - g0);
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[(i + round) % runs.length]!;
+        const t0 = performance.now();
+        for (let j = 0; j < n; j++) run.logits = await run.session.eval([argmax(run.logits)]);
+        run.ms += performance.now() - t0;
+      }
+      const g = g0 + n;
+      if (!lengths.includes(g)) continue;
+      for (const run of runs) {
+        const m = measured.get(`${run.policy} ${g}`) ?? { tps: [] };
+        m.tps.push((1000 * g) / run.ms);
+        m.stats = run.session.kvStats();
+        measured.set(`${run.policy} ${g}`, m);
+      }
+      err(`${shape} pass ${pass + 1}/${passes} G=${String(g).padStart(5)}: ${runs.map((r) => `${r.policy} ${((1000 * g) / r.ms).toFixed(1)}`).join(', ')} tok/s\n`);
+    }
+    for (const run of runs) run.session.dispose();
+  }
+  model.dispose();
+  for (const g of lengths) {
+    for (const policy of policyNames) {
+      const m = measured.get(`${policy} ${g}`)!;
+      const st = m.stats!;
+      const tps = median(m.tps);
+      const pred = predict(constants, mshape, promptLen, g, policy);
       rows.push({
-        shape, policy: run.policy, length: g, tokensPerSecond: tps, msPerToken: run.ms / g,
+        shape, policy, length: g, passes: m.tps.length, tokensPerSecond: tps, msPerToken: 1000 / tps,
         predictedTokensPerSecond: pred.tokensPerSecond, predictionError: pred.tokensPerSecond / tps - 1,
         predictedBytesCopied: pred.bytesCopied, growths: st.growths,
         bytesCopied: st.bytesCopied, growthMs: st.growthMs, peakKVBytes: st.peakBytes, capacity: st.capacity,
       });
-      err(`${shape} ${run.policy.padEnd(9)} G=${String(g).padStart(5)}  ${tps.toFixed(1)} tok/s (predicted ${pred.tokensPerSecond.toFixed(1)})\n`);
-      run.next++;
     }
   }
-  for (const run of runs) run.session.dispose();
-  model.dispose();
 }
 
 const mib = (b: number) => (b / 1048576).toFixed(1);
@@ -173,7 +197,7 @@ for (const x of summary) {
 }
 
 mkdirSync(outDir, { recursive: true });
-const json = `${JSON.stringify({ date: new Date().toISOString(), promptLen, chunk: CHUNK, lengths, calibrations, rows, summary }, null, 2)}\n`;
+const json = `${JSON.stringify({ date: new Date().toISOString(), promptLen, chunk: CHUNK, repeat: REPEAT, repeatUpTo: SHORT_MAX, lengths, calibrations, rows, summary }, null, 2)}\n`;
 writeFileSync(join(outDir, 'kv.json'), json);
 if (argv.includes('--docs')) writeFileSync(join('docs', 'bench-kv.json'), json);
 for (const shape of shapes) {
