@@ -83,16 +83,26 @@ describe('greedy speculative decoding equals plain decoding token for token', ()
       const runs = [
         await tokens(m, prompt, { ...o, draft: { model: draft, k: 4, adaptive: false } }),
         await tokens(m, prompt, { ...o, draft: { model: DRAFT, k: 8, adaptive: false } }),
-        await tokens(m, prompt, { ...o, draft: { model: draft } }),
         await tokens(m, prompt, { ...o, draft: { lookup: true, k: 6, adaptive: false } }),
+      ];
+      // Greedy adaptive k follows measured pass times (AdaptiveK.enableTiming), so how much it drafts depends on the
+      // machine: where drafting does not pay it takes plain steps and drafts again only every 32 (one run drafted 9
+      // tokens in 160 and had all 9 accepted). Only the output and the counters' consistency are asserted for it.
+      const adaptive = [
+        await tokens(m, prompt, { ...o, draft: { model: draft } }),
         await tokens(m, prompt, { ...o, draft: { lookup: { maxNgram: 4 } } }),
       ];
-      for (const r of runs) {
+      for (const r of [...runs, ...adaptive]) {
         expect(r.ids).toEqual(plain.ids);
         expect(r.text).toBe(plain.text);
         expect(r.stats.stopReason).toBe('length');
         const sp = r.stats.speculative!;
         expect(sp.drafted).toBeGreaterThan(0);
+        expect(sp.accepted).toBeLessThanOrEqual(sp.drafted);
+        expect(sp.passes).toBeLessThanOrEqual(160);
+      }
+      for (const r of runs) {
+        const sp = r.stats.speculative!;
         expect(sp.accepted).toBeGreaterThan(0);
         expect(sp.accepted).toBeLessThan(sp.drafted);
         expect(sp.tokensPerPass).toBeGreaterThan(1);
