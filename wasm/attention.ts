@@ -35,7 +35,7 @@
 // from cache, f16 blocks converted once into an f32 buffer in the scratch first.
 
 import { exp_f32, exp_f32x4 } from './expf';
-import { SEQ_BLOCK, foldRecord, spreadMass } from './softmax_blocks';
+import { SEQ_BLOCK, foldStep, scaleRow, spreadMass } from './softmax_blocks';
 import { f32_to_f16 as f32ToF16 } from './f16';
 
 export const KV_F32: i32 = 0;
@@ -648,21 +648,11 @@ export function attn_mass_scalar(part: usize, mass_exp: usize, out: usize, n_q: 
       memory.copy(o, r + 16, <usize>hd << 2);
       for (let b = 1; b < nb; b++) {
         r += rec;
-        const m = load<f32>(r);
-        const M2 = max(M, m);
-        const a = exp_f32(M - M2);
-        const c = exp_f32(m - M2);
-        L = L * a + load<f32>(r, 4) * c;
+        const M2 = max(M, load<f32>(r));
+        L = foldStep(simd, o, r, hd, M, M2, L);
         M = M2;
-        foldRecord(simd, o, r, hd, a, c);
       }
-      const inv: f32 = <f32>1 / L;
-      if (simd) {
-        const iv = f32x4.splat(inv);
-        for (let d = 0; d < hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
-      } else {
-        for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
-      }
+      scaleRow(simd, o, hd, <f32>1 / L);
     }
   }
 }

@@ -7,7 +7,7 @@
 // Records: {m, l, -, -, acc[head_dim]} of head_dim + 4 f32, head h's block b at part + (h * n_sb + b) * record.
 
 import { exp_f32 } from './expf';
-import { foldRecord, spreadMass } from './softmax_blocks';
+import { foldStep, scaleRow, spreadMass } from './softmax_blocks';
 
 @inline function mergeSplit(simd: bool, part_a: usize, n_sb_a: i32, part_b: usize, n_sb_b: i32, out: usize, n_heads: i32, hd: i32): void {
   const rec = <usize>(hd + 4) << 2;
@@ -19,21 +19,11 @@ import { foldRecord, spreadMass } from './softmax_blocks';
     memory.copy(o, r + 16, <usize>hd << 2);
     for (let k = 1; k < n_sb_a + n_sb_b; k++) {
       r = k < n_sb_a ? part_a + <usize>(h * n_sb_a + k) * rec : part_b + <usize>(h * n_sb_b + k - n_sb_a) * rec;
-      const m = load<f32>(r);
-      const M2 = max(M, m);
-      const a = exp_f32(M - M2);
-      const c = exp_f32(m - M2);
-      L = L * a + load<f32>(r, 4) * c;
+      const M2 = max(M, load<f32>(r));
+      L = foldStep(simd, o, r, hd, M, M2, L);
       M = M2;
-      foldRecord(simd, o, r, hd, a, c);
     }
-    const inv: f32 = <f32>1 / L;
-    if (simd) {
-      const iv = f32x4.splat(inv);
-      for (let d = 0; d < hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
-    } else {
-      for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
-    }
+    scaleRow(simd, o, hd, <f32>1 / L);
   }
 }
 

@@ -24,6 +24,27 @@ export const SEQ_BLOCK: i32 = 128;
 }
 
 /**
+ * One step of the fold: the running output o (weights so far summing to L, largest score M) takes in the record at r,
+ * whose largest score m_r gives M2 = max(M, m_r) (the caller keeps it as the new M). Returns the new L.
+ */
+@inline export function foldStep(simd: bool, o: usize, r: usize, hd: i32, M: f32, M2: f32, L: f32): f32 {
+  const a = exp_f32(M - M2);
+  const c = exp_f32(load<f32>(r) - M2);
+  foldRecord(simd, o, r, hd, a, c);
+  return L * a + load<f32>(r, 4) * c;
+}
+
+/** o *= inv over head_dim values: the fold's final normalization by 1/L. */
+@inline export function scaleRow(simd: bool, o: usize, hd: i32, inv: f32): void {
+  if (simd) {
+    const iv = f32x4.splat(inv);
+    for (let d = 0; d < hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
+  } else {
+    for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
+  }
+}
+
+/**
  * Attention mass of positions j0..j1-1 for one head: out_j += p_j * w_b over blocks b0..b1-1 of SEQ_BLOCK, with the
  * block weight w_b = exp(m_b - M) * inv read from the block's record (r0 + b * rec) and p_j, the position's weight
  * within its block, at pe + 4 j.
