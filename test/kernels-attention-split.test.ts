@@ -38,22 +38,31 @@ function splitRows(K: Kernels, kf: Float32Array, vf: Float32Array, q: Float32Arr
   return { a, b, qp, viewA: view(0, n, f32), viewB: view(2 * n, 3 * n, bel), free: () => { for (const p of [src, rowsA, rowsB, tabs, qp]) K.free(p); } };
 }
 
+/** float64 softmax probabilities of head h of one query row over n rows (K rows of nKV * hd floats, GQA groups). */
+function headProbs(q: Float32Array, k: Float32Array, n: number, h: number, nHeads: number, nKV: number, hd: number, scale: number): Float64Array {
+  const g = Math.floor(h / (nHeads / nKV));
+  const rowF = nKV * hd;
+  const s = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    let d = 0;
+    for (let e = 0; e < hd; e++) d += q[h * hd + e]! * k[j * rowF + g * hd + e]!;
+    s[j] = d * scale;
+  }
+  const m = Math.max(...s);
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += (s[j] = Math.exp(s[j]! - m));
+  for (let j = 0; j < n; j++) s[j]! /= sum;
+  return s;
+}
+
 /** float64 attention of one query row (nHeads heads) over rows (K and V, rowF floats each, GQA groups). */
 function reference(q: Float32Array, k: Float32Array, v: Float32Array, n: number, nHeads: number, nKV: number, hd: number, scale: number): Float64Array {
   const out = new Float64Array(nHeads * hd);
   const rowF = nKV * hd;
   for (let h = 0; h < nHeads; h++) {
     const g = Math.floor(h / (nHeads / nKV));
-    const s = new Float64Array(n);
-    for (let j = 0; j < n; j++) {
-      let d = 0;
-      for (let e = 0; e < hd; e++) d += q[h * hd + e]! * k[j * rowF + g * hd + e]!;
-      s[j] = d * scale;
-    }
-    const m = Math.max(...s);
-    let sum = 0;
-    for (let j = 0; j < n; j++) sum += (s[j] = Math.exp(s[j]! - m));
-    for (let j = 0; j < n; j++) for (let e = 0; e < hd; e++) out[h * hd + e] += (s[j]! / sum) * v[j * rowF + g * hd + e]!;
+    const p = headProbs(q, k, n, h, nHeads, nKV, hd, scale);
+    for (let j = 0; j < n; j++) for (let e = 0; e < hd; e++) out[h * hd + e] += p[j]! * v[j * rowF + g * hd + e]!;
   }
   return out;
 }
@@ -61,19 +70,9 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, n: number,
 /** float64 attention mass of one query row: per position, its softmax probability summed over the heads. */
 function referenceMass(q: Float32Array, k: Float32Array, n: number, nHeads: number, nKV: number, hd: number, scale: number): Float64Array {
   const mass = new Float64Array(n);
-  const rowF = nKV * hd;
   for (let h = 0; h < nHeads; h++) {
-    const g = Math.floor(h / (nHeads / nKV));
-    const s = new Float64Array(n);
-    for (let j = 0; j < n; j++) {
-      let d = 0;
-      for (let e = 0; e < hd; e++) d += q[h * hd + e]! * k[j * rowF + g * hd + e]!;
-      s[j] = d * scale;
-    }
-    const m = Math.max(...s);
-    let sum = 0;
-    for (let j = 0; j < n; j++) sum += (s[j] = Math.exp(s[j]! - m));
-    for (let j = 0; j < n; j++) mass[j] += s[j]! / sum;
+    const p = headProbs(q, k, n, h, nHeads, nKV, hd, scale);
+    for (let j = 0; j < n; j++) mass[j] += p[j]!;
   }
   return mass;
 }
