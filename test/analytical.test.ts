@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, OutOfMemoryError } from '../engine/index.js';
 import type { KVOptions } from '../engine/index.js';
-import { autoRule, calibrate, chooseR, copyNs, kvTokenBytes, optimalR, predict } from '../engine/kv/analytical.js';
+import { attnRowNsAt, autoRule, calibrate, chooseR, copyNs, decodeAttentionNs, kvTokenBytes, optimalR, predict } from '../engine/kv/analytical.js';
 import type { CostConstants, ModelShape } from '../engine/kv/analytical.js';
 import { Kernels } from '../engine/runtime/kernels.js';
 import { MODELS, ROOT } from './shared-paths.js';
@@ -19,7 +19,7 @@ const STORIES = join(MODELS, 'stories260K.gguf');
 const C: CostConstants = {
   copyNsPerByte: 0.1, zeroNsPerByte: 0.03, allocFreeNs: 200, attnRowNs: 100, attnCallNs: 500, pagedAttnRowNs: 110,
   pagedAttnCallNs: 500, padRowNs: 0, matmulNsPerByte: { F32: 0.05 }, calibrationMs: 0,
-  sizes: { copyBytes: 0, allocBytes: 0, attnRows: 0, matmulBytes: 0 },
+  sizes: { copyBytes: 0, allocBytes: 0, attnRows: 0, matmulBytes: 0, attnBytes: 0 },
 };
 // stories260K's KV shape.
 const SHAPE: ModelShape = { nLayers: 5, nKVHeads: 4, headDim: 8, nHeads: 8, contextLength: 4096, batch: 16, weights: [{ type: 0, bytes: 1_000_000 }] };
@@ -183,21 +183,44 @@ describe('counts match real sessions on stories260K', () => {
 
 describe('copy cost by size', () => {
   const CL: CostConstants = { ...C, copyNsPerByteLarge: 0.3, sizes: { ...C.sizes, copyBytes: 1000, copyBytesLarge: 3000 } };
-  it('in-cache rate up to the small size, memory rate from the large one, linear in between; one rate when not measured', () => {
-    expect(copyNs(CL, 500)).toBeCloseTo(50, 9);
-    expect(copyNs(CL, 1000)).toBeCloseTo(100, 9);
-    expect(copyNs(CL, 2000)).toBeCloseTo(0.2 * 2000, 9);
-    expect(copyNs(CL, 3000)).toBeCloseTo(900, 9);
+  it('growths copy at the memory rate when it was measured (whatever the size), else at the in-cache rate', () => {
+    expect(copyNs(CL, 500)).toBeCloseTo(150, 9);
     expect(copyNs(CL, 1e6)).toBeCloseTo(3e5, 6);
+    expect(copyNs(C, 500)).toBeCloseTo(50, 9);
     expect(copyNs(C, 1e6)).toBeCloseTo(1e5, 6);
   });
-  it('a concat prediction pays the large rate for long caches; bmc, copying rarely, hardly moves', () => {
+  it('a concat prediction pays the memory rate; bmc, copying rarely, hardly moves', () => {
     const big: CostConstants = { ...C, copyNsPerByteLarge: 0.3, sizes: { ...C.sizes, copyBytes: 1 << 16, copyBytesLarge: 1 << 20 } };
     const concat = (c: CostConstants) => predict(c, SHAPE, 8, 2000, 'concat');
     expect(concat(big).bytesCopied).toBe(concat(C).bytesCopied);
     expect(concat(big).decodeOverheadNs / concat(C).decodeOverheadNs).toBeGreaterThan(2);
     const bmc = (c: CostConstants) => predict(c, SHAPE, 8, 2000, 'bmc:256');
     expect(bmc(big).msPerToken / bmc(C).msPerToken).toBeLessThan(1.05);
+  });
+});
+
+describe('attention cost by cache size', () => {
+  // In cache 100 ns per row (paged 110) up to 1 KiB of KV, from memory 300 (paged 400) from 16 KiB on.
+  const CA: CostConstants = { ...C, attnRowNsLarge: 300, pagedAttnRowNsLarge: 400, sizes: { ...C.sizes, attnBytes: 1024, attnBytesLarge: 16384 } };
+  it('in-cache rate up to the small size, memory rate from the large one, linear in log bytes between', () => {
+    expect(attnRowNsAt(CA, 512)).toBe(100);
+    expect(attnRowNsAt(CA, 1024)).toBe(100);
+    expect(attnRowNsAt(CA, 4096)).toBeCloseTo(200, 9); // two of the four doublings
+    expect(attnRowNsAt(CA, 2048)).toBeCloseTo(150, 9);
+    expect(attnRowNsAt(CA, 16384)).toBe(300);
+    expect(attnRowNsAt(CA, 1e9)).toBe(300);
+    expect(attnRowNsAt(CA, 4096, true)).toBeCloseTo(110 + (400 - 110) / 2, 9);
+    expect(attnRowNsAt(C, 1e9)).toBe(100); // not measured: one rate
+    expect(attnRowNsAt(C, 1e9, true)).toBe(110);
+  });
+  it('a prediction sums every step at its own rate; without a memory rate it is the closed form', () => {
+    const B = kvTokenBytes(SHAPE);
+    expect(decodeAttentionNs(C, SHAPE, 8, 108)).toBeCloseTo(SHAPE.nLayers * (100 * 500 + 100 * (100 * 8 + (100 * 101) / 2)), 3);
+    let sum = 0;
+    for (let len = 9; len <= 108; len++) sum += 500 + len * attnRowNsAt(CA, len * B);
+    expect(decodeAttentionNs(CA, SHAPE, 8, 108)).toBeCloseTo(SHAPE.nLayers * sum, 3);
+    const slower = predict(CA, SHAPE, 8, 100, 'static').msPerToken - predict(C, SHAPE, 8, 100, 'static').msPerToken;
+    expect(slower * 1e6 * 100).toBeCloseTo(decodeAttentionNs(CA, SHAPE, 8, 108) - decodeAttentionNs(C, SHAPE, 8, 108), 3);
   });
 });
 
@@ -213,6 +236,27 @@ describe('calibrate', () => {
     expect(d.copyNsPerByteLarge).toBeUndefined();
     expect(d.sizes.copyBytesLarge).toBeUndefined();
     expect(kern.stats().bytesInUse).toBe(before);
+  });
+
+  it('times attention past the cache on the kernel threads when they are the model threads, and not otherwise', async () => {
+    const kern = await Kernels.create({ threads: 2 });
+    try {
+      const before = kern.stats().bytesInUse;
+      const shape = { ...SHAPE, contextLength: 256 };
+      const c = calibrate(kern, shape, { copyBytes: 1 << 20, largeCopyBytes: 0, attnRows: 64, largeAttnBytes: 4 << 20, threads: kern.threads, reps: 3 });
+      expect(c.sizes.attnBytesLarge).toBe(4 << 20);
+      expect(c.sizes.attnBytes).toBe(2 * 64 * kvTokenBytes(shape) / (2 * SHAPE.nLayers));
+      for (const v of [c.attnRowNsLarge!, c.pagedAttnRowNsLarge!]) {
+        expect(Number.isFinite(v)).toBe(true);
+        expect(v).toBeGreaterThan(0);
+      }
+      expect(kern.stats().bytesInUse).toBe(before);
+      // One thread asked for on a two-thread instance, or 0 bytes: no measurement.
+      expect(calibrate(kern, shape, { copyBytes: 1 << 20, largeCopyBytes: 0, attnRows: 64, largeAttnBytes: 4 << 20, threads: 1, reps: 3 }).attnRowNsLarge).toBeUndefined();
+      expect(calibrate(kern, shape, { copyBytes: 1 << 20, largeCopyBytes: 0, attnRows: 64, largeAttnBytes: 0, threads: kern.threads, reps: 3 }).attnRowNsLarge).toBeUndefined();
+    } finally {
+      kern.dispose();
+    }
   });
 
   it('measures positive, finite constants on this machine (reduced sizes)', async () => {

@@ -97,8 +97,13 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   err('calibrating...\n');
   // Attention's per-row cost is divided by the threads the model will run it on (CalibrateOptions.threads).
   const threads = (flags.threads as number | undefined) ?? await defaultThreads();
-  const kern = await Kernels.create();
-  const constants = calibrate(kern, shape, { threads });
+  // On the model's threads: attention past the cache is timed on them (CalibrateOptions.largeAttnBytes).
+  const kern = await Kernels.create({ threads });
+  // Twice: the first run of a process times baseline-compiled wasm (attention measured 2-3x slower), the second the
+  // optimised code.
+  calibrate(kern, shape, { threads: kern.threads });
+  const constants = calibrate(kern, shape, { threads: kern.threads });
+  kern.dispose();
   err(`calibrated in ${constants.calibrationMs.toFixed(1)} ms\n`);
   let baseSource = `estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights`;
   const measure = flags.measure as number | undefined;
@@ -136,11 +141,14 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   out.push(`calibration (${c.calibrationMs.toFixed(1)} ms):`);
   out.push(`  copy          ${c.copyNsPerByte.toFixed(4)} ns/B (${(1 / c.copyNsPerByte).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytes)})`);
   if (c.copyNsPerByteLarge !== undefined) {
-    out.push(`  copy, large   ${c.copyNsPerByteLarge.toFixed(4)} ns/B (${(1 / c.copyNsPerByteLarge).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytesLarge ?? 0)}; growths between the two sizes interpolate)`);
+    out.push(`  copy, large   ${c.copyNsPerByteLarge.toFixed(4)} ns/B (${(1 / c.copyNsPerByteLarge).toFixed(1)} GB/s, memory.copy of ${formatBytes(c.sizes.copyBytesLarge ?? 0)}; the rate growths are priced at)`);
   }
   out.push(`  zero          ${c.zeroNsPerByte.toFixed(4)} ns/B`);
   out.push(`  alloc+free    ${c.allocFreeNs.toFixed(0)} ns per block (c_alloc = ${(2 * hp.nLayers * c.allocFreeNs / 1000).toFixed(2)} us per growth)`);
   out.push(`  attention     ${c.attnRowNs.toFixed(1)} ns per row per layer + ${c.attnCallNs.toFixed(0)} ns per call (paged ${c.pagedAttnRowNs.toFixed(1)} ns + ${c.pagedAttnCallNs.toFixed(0)} ns)`);
+  if (c.attnRowNsLarge !== undefined) {
+    out.push(`  attention, large ${c.attnRowNsLarge.toFixed(1)} ns per row per layer over ${formatBytes(c.sizes.attnBytesLarge ?? 0)} of KV on ${threads} threads (paged ${(c.pagedAttnRowNsLarge ?? c.attnRowNsLarge).toFixed(1)}); steps between the two sizes interpolate`);
+  }
   out.push(`  padded row    ${c.padRowNs} ns (attention is bounded by the real length; spare rows cost memory and zeroing only)`);
   for (const [t, v] of Object.entries(c.matmulNsPerByte)) out.push(`  matmul ${t.padEnd(6)} ${v.toFixed(4)} ns per weight byte`);
   out.push(`base decode step (${baseSource}): ${(base / 1e6).toFixed(3)} ms`);

@@ -81,6 +81,15 @@ export interface CostConstants {
   /** The same for the paged kernel (blocks of 16 rows). */
   pagedAttnRowNs: number;
   pagedAttnCallNs: number;
+  /**
+   * Attention per KV row and layer when the rows come from memory, not from cache: timed on the kernel instance's
+   * threads over sizes.attnBytesLarge of K and V (more than a last-level cache), one layer-sized segment after
+   * another. Past the cache the rows stream at memory bandwidth and two threads read little faster than one, so this
+   * is not attnRowNs at another size. Absent when not measured (attnRowNsAt then uses attnRowNs at every size).
+   */
+  attnRowNsLarge?: number;
+  /** The same for the paged kernel, its blocks scattered over that memory. */
+  pagedAttnRowNsLarge?: number;
   /** Compute of one padded (spare) row per step: 0, the attention loops are bounded by the real length. */
   padRowNs: number;
   /** Decode matmul (one activation row) per weight byte, by ggml type name (the types in the shape's weights). */
@@ -88,7 +97,13 @@ export interface CostConstants {
   /** Wall time the calibration took. */
   calibrationMs: number;
   /** The sizes it used (bytes, rows). */
-  sizes: { copyBytes: number; allocBytes: number; attnRows: number; matmulBytes: number; copyBytesLarge?: number };
+  sizes: {
+    copyBytes: number; allocBytes: number; attnRows: number; matmulBytes: number; copyBytesLarge?: number;
+    /** K and V bytes the in-cache attention measurement reads (one layer of attnRows rows, again and again). */
+    attnBytes: number;
+    /** K and V bytes the large attention measurement cycles through. */
+    attnBytesLarge?: number;
+  };
 }
 
 export interface CalibrateOptions {
@@ -96,8 +111,8 @@ export interface CalibrateOptions {
   copyBytes?: number;
   /**
    * Bytes of each buffer of a second copy measurement, meant to lie past the last-level cache (default: the KV bytes
-   * of the whole context, at most 32 MiB; measured only when at least twice copyBytes; 0 skips it). A concat growth
-   * at a long length copies that much and runs at memory bandwidth, 2-3x slower per byte than an in-cache copy here.
+   * of the whole context, at most 32 MiB; measured only when at least twice copyBytes; 0 skips it). Copies there run
+   * at memory bandwidth, 2-3x slower per byte than in cache here, and growths are priced at this rate (copyNs).
    */
   largeCopyBytes?: number;
   /** KV rows of the longer attention measurement (default min(context, 512)). */
@@ -107,12 +122,18 @@ export interface CalibrateOptions {
   /** Timed repetitions of each measurement (lower quartile taken; default 5). */
   reps?: number;
   /**
-   * Threads the model runs attention on (default 1). Attention is timed on one thread, where it is steady, and its
-   * per-row cost divided by this: the model splits the (block, head) items evenly. Timed on the pool instead, each
-   * isolated call paid the workers' wake-up and overstated the cost; timed on one thread and not divided, it cost
-   * twice what 2-thread decode steps showed (bench:kv, stories15M shape).
+   * Threads the model runs attention on (default 1). Attention in cache is timed on one thread, where it is steady,
+   * and its per-row cost divided by this: the model splits the (block, head) items evenly. Timed on the pool instead,
+   * each isolated call paid the workers' wake-up and overstated the cost; timed on one thread and not divided, it
+   * cost twice what 2-thread decode steps showed (bench:kv, stories15M shape).
    */
   threads?: number;
+  /**
+   * Bytes of K and V for the attention measurement past the last-level cache (default: twice the KV bytes of the
+   * whole context, at most 64 MiB; 0 skips it). Taken only when at least 4x the in-cache measurement's bytes and when
+   * `kern` runs on `threads` threads (the rate it finds is the pool's, not one thread's divided).
+   */
+  largeAttnBytes?: number;
 }
 
 export interface ModelOptions {
@@ -373,6 +394,82 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
   }
 }
 
+/**
+ * Attention of one query token over `rows` rows, on the kernel instance's threads, cycling through layer-sized
+ * segments of K and V that add up to about `bytes` (more than the last-level cache), so every call reads its rows
+ * from memory as a long cache's decode step does: contiguous, and paged through blocks of 16 rows that come from
+ * different segments in turn (a paged cache's blocks of one layer lie between the other layers' blocks). ns per row:
+ * the lower quartile of `reps` passes over all segments, less the cost of a one-row call on the same threads.
+ */
+function measureLargeAttention(kern: Kernels, shape: ModelShape, bytes: number, reps: number): { contiguous: number; paged: number } {
+  const { nKVHeads, headDim } = shape;
+  const nHeads = shape.nHeads ?? nKVHeads;
+  const rowFloats = nKVHeads * headDim;
+  const qFloats = nHeads * headDim;
+  const el = kvElement(shape.kvType ?? 'f32', nKVHeads, headDim);
+  const block = 16;
+  const rows = Math.max(block, Math.floor(Math.min(shape.contextLength, 1024) / block) * block);
+  const nBlocks = rows / block;
+  const nSeg = Math.max(2, Math.ceil(bytes / (2 * rows * el.rowBytes)));
+  const m = new Allocs(kern);
+  try {
+    const q = m.alloc(qFloats * 4);
+    const out = m.alloc(qFloats * 4);
+    const src = m.alloc(rows * rowFloats * 4);
+    fillRandom(kern, src, rows * rowFloats, 1);
+    fillRandom(kern, q, qFloats, 3);
+    // Contiguous tables: (K, V) base pointers per segment. Paged tables: nBlocks K pointers then nBlocks V pointers per
+    // segment, block b of segment i taken from segment (i + b) mod nSeg.
+    const ctab = m.alloc(8 * nSeg);
+    const ptab = m.alloc(8 * nSeg * nBlocks);
+    const kv: number[] = [];
+    for (let i = 0; i < 2 * nSeg; i++) {
+      const p = m.alloc(rows * el.rowBytes);
+      kern.k.kv_store_rows(el.id, el.qBlock, src, p, rows, rowFloats, el.rowBytes);
+      kv.push(p);
+    }
+    new Uint32Array(kern.memory.buffer, ctab, 2 * nSeg).set(kv);
+    const pt = new Uint32Array(kern.memory.buffer, ptab, 2 * nSeg * nBlocks);
+    for (let i = 0; i < nSeg; i++) {
+      for (let b = 0; b < nBlocks; b++) {
+        const from = (i + b) % nSeg;
+        pt[2 * i * nBlocks + b] = kv[2 * from]! + b * block * el.rowBytes;
+        pt[(2 * i + 1) * nBlocks + b] = kv[2 * from + 1]! + b * block * el.rowBytes;
+      }
+    }
+    const ws = new AttentionWorkspace(kern, { nHeads, headDim, contextLength: rows, batch: 1 });
+    m.onFree(() => ws.dispose());
+    const scale = 1 / Math.sqrt(headDim);
+    const view = (seg: number, paged: boolean) => (paged
+      ? { kTable: ptab + 8 * seg * nBlocks, vTable: ptab + 4 * (2 * seg + 1) * nBlocks, blockRows: block, el }
+      : { kTable: ctab + 8 * seg, vTable: ctab + 8 * seg + 4, blockRows: CONTIGUOUS_BLOCK_ROWS, el });
+    const call = (seg: number, n: number, paged: boolean) => attend(kern, ws, view(seg, paged),
+      { q, out, nQ: 1, pos0: n - 1, nHeads, nKVHeads, headDim, qStride: qFloats, outStride: qFloats, scale });
+    const pass = (paged: boolean) => { for (let i = 0; i < nSeg; i++) call(i, rows, paged); };
+    const w0 = performance.now();
+    do { pass(false); pass(true); } while (performance.now() - w0 < TIER_UP_MS);
+    const lowerQuartile = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 2]!;
+    const one: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      const a = performance.now();
+      call(i % nSeg, 1, false);
+      one.push((performance.now() - a) * 1e6);
+    }
+    const t: number[][] = [[], []];
+    for (let r = 0; r < reps; r++) {
+      for (const paged of [false, true]) {
+        const a = performance.now();
+        pass(paged);
+        t[paged ? 1 : 0]!.push(((performance.now() - a) * 1e6) / nSeg);
+      }
+    }
+    const perRow = (x: number[]) => Math.max(0, lowerQuartile(x) - lowerQuartile(one)) / rows;
+    return { contiguous: perRow(t[0]!), paged: perRow(t[1]!) };
+  } finally {
+    m.freeAll();
+  }
+}
+
 /** Decode matmul (n = 1) of a zero matrix of about `bytes` bytes of `type`: ns per weight byte. */
 function measureMatmul(kern: Kernels, type: number, bytes: number, reps: number): number {
   const cols = 1024;
@@ -428,13 +525,27 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const attnThreads = Math.max(1, Math.floor(opts.threads ?? 1));
   const measured = measureAttention(kern, shape, attnRows, reps);
   const attn = { ...measured, attnRowNs: measured.attnRowNs / attnThreads, pagedAttnRowNs: measured.pagedAttnRowNs / attnThreads };
+  const attnBytes = 2 * attnRows * rowBytes;
+  const largeAttnBytes = Math.floor(opts.largeAttnBytes ?? Math.min(64 * MiB, 2 * kvTokenBytes(shape) * shape.contextLength));
+  let attnLarge: { contiguous: number; paged: number } | undefined;
+  if (largeAttnBytes >= 4 * attnBytes && kern.threads === attnThreads) {
+    try {
+      attnLarge = measureLargeAttention(kern, shape, largeAttnBytes, Math.max(reps, 5));
+    } catch (e) {
+      if (!(e instanceof OutOfMemoryError)) throw e; // no room: the in-cache rate at every size
+    }
+  }
   const matmulNsPerByte: Record<string, number> = {};
   const types = new Set((shape.weights ?? []).map((w) => w.type).filter((t) => hasMatmulKernel(t)));
   for (const t of types) matmulNsPerByte[GGML_TYPES.get(t)!.name] = measureMatmul(kern, t, matmulBytes, reps);
   return {
     copyNsPerByte: copy, ...(large !== undefined ? { copyNsPerByteLarge: large } : {}), zeroNsPerByte: zero, allocFreeNs, ...attn,
+    ...(attnLarge !== undefined ? { attnRowNsLarge: attnLarge.contiguous, pagedAttnRowNsLarge: attnLarge.paged } : {}),
     padRowNs: 0, matmulNsPerByte, calibrationMs: performance.now() - t0,
-    sizes: { copyBytes, allocBytes, attnRows, matmulBytes, ...(large !== undefined ? { copyBytesLarge: largeBytes } : {}) },
+    sizes: {
+      copyBytes, allocBytes, attnRows, matmulBytes, attnBytes, ...(large !== undefined ? { copyBytesLarge: largeBytes } : {}),
+      ...(attnLarge !== undefined ? { attnBytesLarge: largeAttnBytes } : {}),
+    },
   };
 }
 
@@ -461,16 +572,40 @@ export function growthFixedNs(c: CostConstants, shape: ModelShape): number {
 }
 
 /**
- * Time to copy `bytes` in one growth: the in-cache rate up to sizes.copyBytes, the large-copy rate from
- * sizes.copyBytesLarge on (when measured), linear in between.
+ * Time to copy `bytes` in one growth: at the large-copy rate (memory bandwidth) whatever the size, when it was
+ * measured. Between two growths the decode steps stream the weights and every layer's rows through the caches, so a
+ * growth's source and fresh destination are rarely cached: in bench:kv concat's growths copied at 8.4-8.8 GB/s at
+ * lengths of 33-288 tokens (0.5-4 MiB) as at 4096 (the large-copy rate read 8.7), while the in-cache measurement read
+ * 20 GB/s. Without a large measurement, the in-cache rate.
  */
 export function copyNs(c: CostConstants, bytes: number): number {
-  const lo = c.sizes.copyBytes;
-  const hi = c.sizes.copyBytesLarge;
-  if (c.copyNsPerByteLarge === undefined || hi === undefined || hi <= lo || bytes <= lo) return c.copyNsPerByte * bytes;
-  if (bytes >= hi) return c.copyNsPerByteLarge * bytes;
-  const f = (bytes - lo) / (hi - lo);
-  return (c.copyNsPerByte + f * (c.copyNsPerByteLarge - c.copyNsPerByte)) * bytes;
+  return (c.copyNsPerByteLarge ?? c.copyNsPerByte) * bytes;
+}
+
+/**
+ * Attention cost per KV row and layer in a decode step over a cache of `kvBytes` (K and V of all layers): the
+ * in-cache rate up to sizes.attnBytes, the rate past the cache (attnRowNsLarge) from sizes.attnBytesLarge on, and
+ * between them interpolated in log bytes (measured on one thread, the cost per row rose about evenly per doubling
+ * of the cache, from 140 ns at 4.5 MiB to 215 ns at 72 MiB).
+ */
+export function attnRowNsAt(c: CostConstants, kvBytes: number, paged = false): number {
+  const near = paged ? c.pagedAttnRowNs : c.attnRowNs;
+  const lo = c.sizes.attnBytes;
+  const hi = c.sizes.attnBytesLarge;
+  if (c.attnRowNsLarge === undefined || hi === undefined || !(lo > 0) || hi <= lo || kvBytes <= lo) return near;
+  const far = paged ? (c.pagedAttnRowNsLarge ?? c.attnRowNsLarge) : c.attnRowNsLarge;
+  if (kvBytes >= hi) return far;
+  return near + (far - near) * (Math.log(kvBytes / lo) / Math.log(hi / lo));
+}
+
+/** Attention time of the decode steps at lengths from + 1 .. to (each attends over its own row too), ns. */
+export function decodeAttentionNs(c: CostConstants, shape: Pick<ModelShape, 'nLayers' | 'nKVHeads' | 'headDim' | 'kvType'>,
+  from: number, to: number, paged = false): number {
+  const B = kvTokenBytesOf(shape.kvType ?? 'f32', shape.nLayers, shape.nKVHeads, shape.headDim);
+  const callNs = paged ? c.pagedAttnCallNs : c.attnCallNs;
+  let ns = 0;
+  for (let len = from + 1; len <= to; len++) ns += callNs + len * attnRowNsAt(c, len * B, paged);
+  return shape.nLayers * ns;
 }
 
 /**
@@ -563,11 +698,12 @@ export function calibrationFor(kern: Kernels, shape: ModelShape): CostConstants 
       nLayers: shape.nLayers, nKVHeads: shape.nKVHeads, headDim: shape.headDim, contextLength: shape.contextLength, nHeads: shape.nHeads, kvType: shape.kvType,
     };
     try {
-      // No large copy: R* hardly depends on the copy rate (it enters both sides of the ratio), and loads stay fast.
-      c = calibrate(kern, kvShape, { copyBytes: 4 * MiB, largeCopyBytes: 0, attnRows: 512, reps: 3 });
+      // No large copy or attention: R* hardly depends on the copy rate (it enters both sides of the ratio), not at all on
+      // attention, and loads stay fast.
+      c = calibrate(kern, kvShape, { copyBytes: 4 * MiB, largeCopyBytes: 0, largeAttnBytes: 0, attnRows: 512, reps: 3 });
     } catch (e) {
       if (!(e instanceof OutOfMemoryError)) throw e;
-      c = calibrate(kern, kvShape, { copyBytes: 256 * 1024, largeCopyBytes: 0, attnRows: 64, reps: 3 });
+      c = calibrate(kern, kvShape, { copyBytes: 256 * 1024, largeCopyBytes: 0, largeAttnBytes: 0, attnRows: 64, reps: 3 });
     }
     byShape.set(key, c);
   }
@@ -690,14 +826,11 @@ export function predict(c: CostConstants, shape: ModelShape, P: number, G: numbe
   let rep: Replay;
   let label: string;
   let param: number | undefined;
-  let rowNs = c.attnRowNs;
-  let callNs = c.attnCallNs;
-  if (name === 'paged') {
+  const paged = name === 'paged';
+  if (paged) {
     param = o.blockSize ?? DEFAULT_BLOCK_SIZE;
     label = `paged:${param}`;
     rep = replayPaged(c, shape, param, P, G);
-    rowNs = c.pagedAttnRowNs;
-    callNs = c.pagedAttnCallNs;
   } else {
     let rule: KVGrowthRule;
     if (name === 'static') rule = staticRule;
@@ -721,9 +854,7 @@ export function predict(c: CostConstants, shape: ModelShape, P: number, G: numbe
     rep = replayContiguous(c, shape, rule, P, G);
   }
   const base = baseTokenNs(c, shape);
-  // Attention over lengths P+1 .. P+G (each step attends over the rows so far, its own included).
-  const rowsSum = G * P + (G * (G + 1)) / 2;
-  const decodeNs = G * (base + shape.nLayers * callNs) + shape.nLayers * rowNs * rowsSum + rep.decodeOverheadNs;
+  const decodeNs = G * base + decodeAttentionNs(c, shape, P, P + G, paged) + rep.decodeOverheadNs;
   const msPerToken = G > 0 ? decodeNs / G / 1e6 : 0;
   const { decodeOverheadNs, prefillOverheadNs, ...counts } = rep;
   return {

@@ -6,6 +6,7 @@
  */
 import { argmax } from '../generate/sampling.js';
 import type { Model } from '../model.js';
+import { decodeAttentionNs } from './analytical.js';
 import type { CostConstants } from './analytical.js';
 import { now } from './length.js';
 
@@ -14,11 +15,15 @@ export async function measureBaseStepNs(model: Model, c: CostConstants, opts: { 
   if (!hp) throw new Error('measureBaseStepNs needs a model with weights');
   const promptLen = opts.promptLen ?? 32;
   const steps = opts.steps ?? 48;
-  const warm = 8;
   const s = model.createSession();
   try {
-    let logits = await s.eval(Array.from({ length: promptLen }, (_, i) => 1 + (i % (hp.nVocab - 1))));
-    for (let i = 0; i < warm; i++) logits = await s.eval([argmax(logits)]);
+    const first = await s.eval(Array.from({ length: promptLen }, (_, i) => 1 + (i % (hp.nVocab - 1))));
+    // Warm-up: the same steps once untimed, then back to the prompt. The first steps of a process run baseline-compiled
+    // wasm and cold caches, 20-30% slower than later ones (measured: 1.7-1.9 ms against 1.0-1.1 after a warm-up).
+    let logits = first;
+    for (let i = 0; i < steps; i++) logits = await s.eval([argmax(logits)]);
+    s.truncate(promptLen);
+    logits = first;
     // The median step, not the mean: on a shared machine a few steps are descheduled, and the median ignores them.
     const times: number[] = [];
     for (let i = 0; i < steps; i++) {
@@ -29,8 +34,7 @@ export async function measureBaseStepNs(model: Model, c: CostConstants, opts: { 
     }
     times.sort((a, b) => a - b);
     const stepNs = times[times.length >> 1]! * 1e6;
-    const meanLen = promptLen + warm + steps / 2;
-    return Math.max(0, stepNs - hp.nLayers * (c.attnCallNs + c.attnRowNs * meanLen));
+    return Math.max(0, stepNs - decodeAttentionNs(c, hp, promptLen, promptLen + steps) / steps);
   } finally {
     s.dispose();
   }

@@ -9,17 +9,16 @@
  *   npm run bench:kv -- --full                also F32 weights and a TinyLlama-1.1B-shaped model (4 layers, Q8_0)
  *   npm run bench:kv -- --shapes stories15m-f32 --lengths 256,4096 --policies concat,bmc:64
  *   (--docs also writes docs/bench-kv.json and the charts docs/bench-kv-<shape>.svg; --chunk N sets the interleaving;
- *   --repeat N the passes over lengths up to 1024, default 3)
+ *   --repeat N the passes over lengths up to 1024, default 5)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
 import type { KVOptions, KVStats } from '../../engine/index.js';
 import { argmax } from '../../engine/generate/sampling.js';
-import { calibrate, predict } from '../../engine/kv/analytical.js';
+import { calibrate, decodeAttentionNs, predict } from '../../engine/kv/analytical.js';
 import type { CostConstants, ModelShape } from '../../engine/kv/analytical.js';
 import { Kernels } from '../../engine/runtime/kernels.js';
-import { measureBaseStepNs } from '../../engine/kv/measure-base.js';
 import { lineChart } from './svg-chart.js';
 import { ensureModel } from './synth-models.js';
 
@@ -38,7 +37,10 @@ const CHUNK = Number(flag('chunk') ?? 16);
 const RANK_GAP = Number(flag('rank-gap') ?? 0.1);
 /** Lengths up to SHORT_MAX are measured in REPEAT passes (--repeat), longer ones in one. */
 const SHORT_MAX = 1024;
-const REPEAT = Number(flag('repeat') ?? 3);
+const REPEAT = Number(flag('repeat') ?? 5);
+/** Rounds between the probe's turns and between calibrations (see below). */
+const PROBE_EVERY = 2;
+const CAL_EVERY = 8;
 if (!(Number.isInteger(REPEAT) && REPEAT >= 1)) throw new Error(`bench:kv: --repeat ${flag('repeat')} is not an integer >= 1`);
 if (!(Number.isInteger(CHUNK) && CHUNK > 0) || lengths.some((g) => !(g > 0 && g % CHUNK === 0))) {
   throw new Error(`bench:kv: every length must be a positive multiple of --chunk ${CHUNK} (lengths ${lengths.join(',')})`);
@@ -61,34 +63,52 @@ interface Row {
 
 const rows: Row[] = [];
 const maxLen = lengths[lengths.length - 1]!;
-const calibrations: Record<string, { constants: CostConstants; baseTokenMs: number }> = {};
+const calibrations: Record<string, { constants: CostConstants; baseTokenMs: number; calibrations: number; probeTurns: number }> = {};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/** Each constant's median over the calibrations of a run (sizes are the same in all). */
+function medianConstants(cs: CostConstants[]): CostConstants {
+  const out = { ...cs[0]! } as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(cs[0]!)) {
+    if (typeof v === 'number') out[k] = median(cs.map((c) => (c as unknown as Record<string, number>)[k]!));
+  }
+  return out as unknown as CostConstants;
+}
 
 for (const shape of shapes) {
   const file = await ensureModel(join(outDir, 'models'), shape, err);
   const contextLength = promptLen + maxLen + 1;
-
-  // The analytical model's inputs: machine constants from the calibration, and the base compute of one decode step
-  // of this model, timed on 48 steps at a short length minus its attention (engine/kv/measure-base.ts).
-  const probe = await loadModel(file, { contextLength, kv: { policy: 'static' } });
-  const hp = probe.info.hparams!;
+  const model = await loadModel(file, { contextLength, kv: { policy: 'auto' } });
+  const hp = model.info.hparams!;
   const mshape: ModelShape = { nLayers: hp.nLayers, nKVHeads: hp.nKVHeads, headDim: hp.headDim, nHeads: hp.nHeads, contextLength };
-  // Attention's per-row cost is divided by the model's threads (CalibrateOptions.threads).
-  const kern = await Kernels.create();
-  const constants = calibrate(kern, mshape, { threads: probe.info.threads });
-  mshape.baseTokenNs = await measureBaseStepNs(probe, constants, { promptLen });
-  probe.dispose();
-  calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs / 1e6 };
-  err(`${shape}: calibration ${constants.calibrationMs.toFixed(0)} ms, copy ${(1 / constants.copyNsPerByte).toFixed(1)} GB/s, ` +
-    `attention ${constants.attnRowNs.toFixed(0)} ns/row/layer, base step ${(mshape.baseTokenNs / 1e6).toFixed(2)} ms\n`);
+
+  // The analytical model's inputs are measured during the run, in turns of their own between the sessions' turns, so
+  // that they see the machine's spells as the sessions do (here a quick start-up calibration once read 2.3 ms for a
+  // step of ~1.5 ms and 5.6 GB/s for a copy of ~10): the machine constants by `calibrate` on a kernel instance with
+  // the model's threads (attention past the cache is timed on them), every CAL_EVERY rounds; and the base step by a
+  // probe session (static) that decodes a chunk of CHUNK tokens from the prompt every PROBE_EVERY rounds, its mean
+  // step less its attention. The model uses the median of each.
+  const calKern = await Kernels.create({ threads: model.info.threads });
+  const cals: CostConstants[] = [];
+  const calibrateTurn = () => cals.push(calibrate(calKern, mshape, { threads: calKern.threads, reps: 3 }));
+  calibrateTurn(); // also compiles and warms the kernels
+  const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 7919) % (hp.nVocab - 1)));
+  const probe = model.createSession({ kv: { policy: 'static' } });
+  const probeLogits = await probe.eval(prompt);
+  const probeStepNs: number[] = [];
+  const probeTurn = async () => {
+    probe.truncate(promptLen);
+    let logits = probeLogits;
+    const t0 = performance.now();
+    for (let j = 0; j < CHUNK; j++) logits = await probe.eval([argmax(logits)]); // as the sessions do (argmax is ~0.05 ms here)
+    probeStepNs.push(((performance.now() - t0) * 1e6) / CHUNK);
+  };
 
   // Every policy decodes in one interleaved run: each session in turn decodes a chunk of CHUNK tokens (the first
   // session rotates every round), so a slow spell of a shared machine hits all policies alike and the ratios hold.
   // A chunk of 16 tokens mixes well; a session's weights and short caches may have to be fetched again after another's
   // turn. Lengths up to SHORT_MAX are short enough for a spell to tilt them, so they are decoded in REPEAT passes (fresh
   // sessions each) and reported as the median; the last pass goes on to the longest length.
-  const model = await loadModel(file, { contextLength, kv: { policy: 'auto' } });
-  const prompt = Array.from({ length: promptLen }, (_, i) => 1 + ((i * 7919) % (model.info.hparams!.nVocab - 1)));
   const shortTo = Math.max(0, ...lengths.filter((g) => g <= SHORT_MAX));
   const passes = shortTo > 0 && shortTo < maxLen ? REPEAT : 1;
   const measured = new Map<string, { tps: number[]; stats?: KVStats }>(); // by `${policy} ${g}`
@@ -108,6 +128,8 @@ for (const shape of shapes) {
         for (let j = 0; j < n; j++) run.logits = await run.session.eval([argmax(run.logits)]);
         run.ms += performance.now() - t0;
       }
+      if (round % PROBE_EVERY === 0) await probeTurn();
+      if (round % CAL_EVERY === 0) calibrateTurn();
       const g = g0 + n;
       if (!lengths.includes(g)) continue;
       for (const run of runs) {
@@ -120,7 +142,18 @@ for (const shape of shapes) {
     }
     for (const run of runs) run.session.dispose();
   }
+  probe.dispose();
   model.dispose();
+  calKern.dispose();
+  const constants = medianConstants(cals);
+  mshape.baseTokenNs = median(probeStepNs) - decodeAttentionNs(constants, mshape, promptLen, promptLen + CHUNK) / CHUNK;
+  calibrations[shape] = { constants, baseTokenMs: mshape.baseTokenNs / 1e6, calibrations: cals.length, probeTurns: probeStepNs.length };
+  const q = (xs: number[], f: (x: number) => string) => `${f(Math.min(...xs))}-${f(Math.max(...xs))}`;
+  err(`${shape}: ${cals.length} calibrations, medians: copy ${(1 / constants.copyNsPerByte).toFixed(1)} GB/s ` +
+    `(${q(cals.map((c) => 1 / c.copyNsPerByte), (x) => x.toFixed(1))}), large copy ${constants.copyNsPerByteLarge ? (1 / constants.copyNsPerByteLarge).toFixed(1) : '-'} GB/s, ` +
+    `attention ${constants.attnRowNs.toFixed(0)} ns/row/layer (${q(cals.map((c) => c.attnRowNs), (x) => x.toFixed(0))}) in cache, ` +
+    `${constants.attnRowNsLarge?.toFixed(0) ?? '-'} (${q(cals.map((c) => c.attnRowNsLarge ?? 0), (x) => x.toFixed(0))}) past it; ` +
+    `base step ${(mshape.baseTokenNs / 1e6).toFixed(2)} ms (${probeStepNs.length} probe turns)\n`);
   for (const g of lengths) {
     for (const policy of policyNames) {
       const m = measured.get(`${policy} ${g}`)!;
