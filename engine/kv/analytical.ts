@@ -110,9 +110,9 @@ export interface CalibrateOptions {
   /** Bytes of each buffer of the copy and zeroing measurements (default 8 MiB: larger than L2). */
   copyBytes?: number;
   /**
-   * Bytes of each buffer of a second copy measurement, meant to lie past the last-level cache (default: the KV bytes
-   * of the whole context, at most 32 MiB; measured only when at least twice copyBytes; 0 skips it). Copies there run
-   * at memory bandwidth, 2-3x slower per byte than in cache here, and growths are priced at this rate (copyNs).
+   * Bytes of each buffer of a second copy measurement, meant to lie past the last-level cache (default 32 MiB;
+   * measured only when at least twice copyBytes; 0 skips it). Copies there run at memory bandwidth, 2-3x slower per
+   * byte than in cache here, and growths are priced at this rate whatever the context (copyNs).
    */
   largeCopyBytes?: number;
   /** KV rows of the longer attention measurement (default min(context, 512)). */
@@ -129,9 +129,9 @@ export interface CalibrateOptions {
    */
   threads?: number;
   /**
-   * Bytes of K and V for the attention measurement past the last-level cache (default: twice the KV bytes of the
-   * whole context, at most 64 MiB; 0 skips it). Taken only when at least 4x the in-cache measurement's bytes and when
-   * `kern` runs on `threads` threads (the rate it finds is the pool's, not one thread's divided).
+   * Bytes of K and V for the attention measurement past the last-level cache (default 64 MiB; 0 skips it). Taken
+   * only when at least 4x the in-cache measurement's bytes and when `kern` runs on `threads` threads (the rate it
+   * finds is the pool's, not one thread's divided).
    */
   largeAttnBytes?: number;
 }
@@ -408,7 +408,7 @@ function measureLargeAttention(kern: Kernels, shape: ModelShape, bytes: number, 
   const qFloats = nHeads * headDim;
   const el = kvElement(shape.kvType ?? 'f32', nKVHeads, headDim);
   const block = 16;
-  const rows = Math.max(block, Math.floor(Math.min(shape.contextLength, 1024) / block) * block);
+  const rows = 1024; // per call, whatever the context: shorter segments leave the pool's per-call cost in the rate
   const nBlocks = rows / block;
   const nSeg = Math.max(2, Math.ceil(bytes / (2 * rows * el.rowBytes)));
   const m = new Allocs(kern);
@@ -512,7 +512,7 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const allocBytes = rowBytes * Math.min(shape.contextLength, 256);
 
   const { copy, zero } = measureCopyAndZero(kern, copyBytes, reps);
-  const largeBytes = Math.floor(opts.largeCopyBytes ?? Math.min(32 * MiB, kvTokenBytes(shape) * shape.contextLength));
+  const largeBytes = Math.floor(opts.largeCopyBytes ?? 32 * MiB);
   let large: number | undefined;
   if (largeBytes >= 2 * copyBytes) {
     try {
@@ -526,7 +526,7 @@ export function calibrate(kern: Kernels, shape: ModelShape, opts: CalibrateOptio
   const measured = measureAttention(kern, shape, attnRows, reps);
   const attn = { ...measured, attnRowNs: measured.attnRowNs / attnThreads, pagedAttnRowNs: measured.pagedAttnRowNs / attnThreads };
   const attnBytes = 2 * attnRows * rowBytes;
-  const largeAttnBytes = Math.floor(opts.largeAttnBytes ?? Math.min(64 * MiB, 2 * kvTokenBytes(shape) * shape.contextLength));
+  const largeAttnBytes = Math.floor(opts.largeAttnBytes ?? 64 * MiB);
   let attnLarge: { contiguous: number; paged: number } | undefined;
   if (largeAttnBytes >= 4 * attnBytes && kern.threads === attnThreads) {
     try {

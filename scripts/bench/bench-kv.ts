@@ -109,6 +109,18 @@ for (const shape of shapes) {
   // A chunk of 16 tokens mixes well; a session's weights and short caches may have to be fetched again after another's
   // turn. Lengths up to SHORT_MAX are short enough for a spell to tilt them, so they are decoded in REPEAT passes (fresh
   // sessions each) and reported as the median; the last pass goes on to the longest length.
+  // Warm-up, untimed: every policy decodes two chunks in a session of its own, so that no timed pass pays for the
+  // engine's first calls (JIT of each policy's JavaScript paths); without it a single pass of 64 tokens measured
+  // every policy a quarter slower than later passes.
+  for (const policy of policyNames) {
+    const s = policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) });
+    let logits = await s.eval(prompt);
+    for (let j = 0; j < 2 * CHUNK; j++) logits = await s.eval([argmax(logits)]);
+    s.dispose();
+  }
+  for (let i = 0; i < 4; i++) await probeTurn();
+  probeStepNs.length = 0;
+
   const shortTo = Math.max(0, ...lengths.filter((g) => g <= SHORT_MAX));
   const passes = shortTo > 0 && shortTo < maxLen ? REPEAT : 1;
   const measured = new Map<string, { tps: number[]; stats?: KVStats }>(); // by `${policy} ${g}`
