@@ -13,7 +13,7 @@ import { resolveModelPath } from '../adapters/model-cache.js';
 import { Kernels } from '../runtime/kernels.js';
 import { measureBaseStepNs } from '../kv/measure-base.js';
 import { DEFAULT_K_SPEC, PLAN_POLICIES, baseTokenNs, calibrate, chooseR, kvTokenBytes, optimalR, predict } from '../kv/analytical.js';
-import type { ModelShape, Prediction } from '../kv/analytical.js';
+import type { CostConstants, ModelShape, Prediction } from '../kv/analytical.js';
 import { parseKVFlag, parseKVTypeFlag } from '../kv/options.js';
 import { kvElement } from '../kv/element.js';
 import { helpText, parseArgs } from './args.js';
@@ -99,11 +99,15 @@ export async function cmdPlan(argv: string[]): Promise<void> {
   const threads = (flags.threads as number | undefined) ?? await defaultThreads();
   // On the model's threads: attention past the cache is timed on them (CalibrateOptions.largeAttnBytes).
   const kern = await Kernels.create({ threads });
-  // Twice: the first run of a process times baseline-compiled wasm (attention measured 2-3x slower), the second the
-  // optimised code.
-  calibrate(kern, shape, { threads: kern.threads });
-  const constants = calibrate(kern, shape, { threads: kern.threads });
-  kern.dispose();
+  let constants: CostConstants;
+  try {
+    // Twice: the first run of a process times baseline-compiled wasm (attention measured 2-3x slower), the second the
+    // optimised code.
+    calibrate(kern, shape, { threads: kern.threads });
+    constants = calibrate(kern, shape, { threads: kern.threads });
+  } finally {
+    kern.dispose();
+  }
   err(`calibrated in ${constants.calibrationMs.toFixed(1)} ms\n`);
   let baseSource = `estimated from ${formatBytes(weights.reduce((a, w) => a + w.bytes, 0))} of weights`;
   const measure = flags.measure as number | undefined;

@@ -237,8 +237,12 @@ function medianNs(reps: number, per: number, fn: () => void, warmMs = 1): number
     fn();
     t.push((performance.now() - a) * 1e6);
   }
-  t.sort((x, y) => x - y);
-  return t[t.length >> 2]! / per;
+  return lowerQuartile(t) / per;
+}
+
+/** The lower quartile of timings (sorts them in place). */
+function lowerQuartile(x: number[]): number {
+  return x.sort((p, q) => p - q)[x.length >> 2]!;
 }
 
 /** Pseudo-random finite f32 values in [-1, 1) (attention inputs must not be denormal or NaN). */
@@ -371,7 +375,6 @@ function measureAttention(kern: Kernels, shape: ModelShape, rowsHi: number, reps
         });
       }
     }
-    const lowerQuartile = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 2]!;
     // Least-squares line through the four lengths: slope = cost per row, intercept = cost per call.
     const fit = (paged: boolean) => {
       const ys = lengths.map((_, i) => lowerQuartile(t[(paged ? lengths.length : 0) + i]!));
@@ -448,7 +451,6 @@ function measureLargeAttention(kern: Kernels, shape: ModelShape, bytes: number, 
     const pass = (paged: boolean) => { for (let i = 0; i < nSeg; i++) call(i, rows, paged); };
     const w0 = performance.now();
     do { pass(false); pass(true); } while (performance.now() - w0 < TIER_UP_MS);
-    const lowerQuartile = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 2]!;
     const one: number[] = [];
     for (let i = 0; i < 16; i++) {
       const a = performance.now();
