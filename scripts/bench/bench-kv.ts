@@ -112,8 +112,10 @@ for (const shape of shapes) {
   // Warm-up, untimed: every policy decodes two chunks in a session of its own, so that no timed pass pays for the
   // engine's first calls (JIT of each policy's JavaScript paths); without it a single pass of 64 tokens measured
   // every policy a quarter slower than later passes.
+  // auto takes the model's own calibrated rule, which a session-level kv option would replace.
+  const openSession = (policy: string) => (policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) }));
   for (const policy of policyNames) {
-    const s = policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) });
+    const s = openSession(policy);
     let logits = await s.eval(prompt);
     for (let j = 0; j < 2 * CHUNK; j++) logits = await s.eval([argmax(logits)]);
     s.dispose();
@@ -128,8 +130,7 @@ for (const shape of shapes) {
     const upTo = pass === passes - 1 ? maxLen : shortTo;
     const runs = [];
     for (const policy of policyNames) {
-      // auto takes the model's own calibrated rule, which a session-level kv option would replace.
-      const session = policy === 'auto' ? model.createSession() : model.createSession({ kv: kvOption(policy) });
+      const session = openSession(policy);
       runs.push({ policy, session, logits: await session.eval(prompt), ms: 0 });
     }
     for (let g0 = 0, round = pass; g0 < upTo; g0 += CHUNK, round++) {
