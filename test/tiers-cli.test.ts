@@ -32,6 +32,12 @@ describe('bmc-llm simulate-placement', () => {
     const c = JSON.parse(cli(['--trace', trace, '--json', '--fast-bytes', '1e6', '--slow-bw', '1e11', '--policies', 'static,online']).out);
     expect(c.model).toMatchObject({ fastBytes: 1e6, slowBw: 1e11 });
     expect(c.results.map((x: { policy: string }) => x.policy)).toEqual(['static', 'online']);
+    // A mass threshold reads fewer tokens: every policy's time falls, and the header says how the trace was read.
+    const d = cli(['--trace', trace, '--policies', 'static,online', '--min-mass', '0.01']);
+    expect(d.out).toMatch(/context up to \d+, mass > 0\.01/);
+    const e = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static', '--min-mass', '0.01']).out);
+    expect(e.minMass).toBe(0.01);
+    expect(e.results[0].timeS).toBeLessThan(b.results.find((x: { policy: string }) => x.policy === 'static').timeS);
   });
 
   it('bad flags exit 2 naming the flag; a corrupt trace exits 1 naming the defect', () => {
@@ -44,6 +50,9 @@ describe('bmc-llm simulate-placement', () => {
     const sp = cli(['--synthetic', ...SMALL, '--sparsity', '1.5']);
     expect(sp.code).toBe(2);
     expect(sp.err).toMatch(/--sparsity/);
+    const mm = cli(['--synthetic', ...SMALL, '--min-mass', '-1']);
+    expect(mm.code).toBe(2);
+    expect(mm.err).toMatch(/--min-mass/);
     expect(cli(['--synthetic', '--preset', 'mi300']).err).toMatch(/--preset/);
     const dir = mkdtempSync(join(tmpdir(), 'bmc-sim-'));
     const bad = join(dir, 'bad.trace');

@@ -3,7 +3,8 @@
  * decoding, 200 tokens after "Once upon a time"), replayed on the GH200-like two-tier model with fast tiers of 1/8,
  * 1/4 and 1/2 of the largest KV. The online policy runs twice: with the engine's defaults (EMA of attention mass,
  * window 32, sinks 4) and with READS_ONLINE (tuned on held-out traces, see simulate.ts). Each trace is replayed
- * twice: dense (every token with mass is read, as the engine's exact attention does) and, as the paper sweeps it,
+ * twice: dense (every token with non-zero stored mass is read: near exact attention, less the tokens whose mass f16
+ * stores as 0, below ~6e-8) and, as the paper sweeps it,
  * sparse at 60% (each step reads only the top 40% of the context by mass). The test prints every figure and asserts
  * what holds: the full ordering in 16 of the 18 cells; the README lists the two where online and reactive tie.
  */

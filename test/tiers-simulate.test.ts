@@ -54,6 +54,11 @@ describe('two-tier simulator', () => {
     expect(Array.from(accessTrace(tr).idx[0]!)).toEqual([0, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(Array.from(accessTrace(tr, 0.7).idx[0]!)).toEqual([0, 3, 5]); // ties at 0.1: the lower index
     expect(() => accessTrace(tr, 1)).toThrow(OptionError);
+    // A mass threshold drops the tokens at or below it (with a top share too: both go by mass).
+    expect(Array.from(accessTrace(tr, 0, 0.06).idx[0]!)).toEqual([0, 3, 5, 6, 7]);
+    expect(Array.from(accessTrace(tr, 0.7, 0.15).idx[0]!)).toEqual([0, 5]);
+    expect(() => accessTrace(tr, 0, -0.1)).toThrow(/minMass/);
+    expect(() => accessTrace(tr, 0, 1)).toThrow(/minMass/);
   });
 
   const traces = [

@@ -7,7 +7,7 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { OptionError, SourceError, formatBytes } from '../errors.js';
 import { placementChart } from '../tiers/chart.js';
-import { POLICY_NAMES, gh200Model, simulatePlacement } from '../tiers/simulate.js';
+import { POLICY_NAMES, gh200Model, readerNote, simulatePlacement } from '../tiers/simulate.js';
 import type { MemoryModel, PolicyName } from '../tiers/simulate.js';
 import { synthTrace } from '../tiers/synth-trace.js';
 import { readTrace, writeTrace } from '../tiers/trace.js';
@@ -27,6 +27,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
   { name: 'weight-bytes', type: 'number', help: 'weight bytes, all layers, read from the fast tier every step (default 2 x fast bytes)' },
   { name: 'kv-bytes', type: 'int', help: 'bytes of one token\'s K and V in one layer (default: from the trace, else 4096)' },
   { name: 'sparsity', type: 'number', help: 'read only the top (1 - S) of the context at each step (default 0: all tokens with mass)' },
+  { name: 'min-mass', type: 'number', help: 'read only tokens whose attention mass at the step is above M (default 0)' },
   { name: 'policies', type: 'string', help: `comma-separated subset of ${POLICY_NAMES.join(',')} (default all)` },
   { name: 'sinks', type: 'int', help: 'attention sinks kept hot by the online policy (and generated with --synthetic), default 4' },
   { name: 'window', type: 'int', help: 'recent window kept hot by the online policy (and generated), default 32' },
@@ -49,7 +50,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
 ];
 
 const USAGE = `usage: bmc-llm simulate-placement (--trace FILE | --synthetic [--syn-...]) [--preset gh200]
-         [--fast-bytes N] [--fast-bw X] [--slow-bw Y] [--link-bw Z] [--sparsity S] [--svg FILE] [--json]
+         [--fast-bytes N] [--fast-bw X] [--slow-bw Y] [--link-bw Z] [--sparsity S] [--min-mass M] [--svg FILE] [--json]
 
 ${helpText(SIMULATE_FLAGS)}
 `;
@@ -135,6 +136,7 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   for (const p of policies ?? []) if (!POLICY_NAMES.includes(p)) throw new OptionError('--policies', `unknown policy "${p}" (${POLICY_NAMES.join(', ')})`);
   const rep = simulatePlacement(trace, model, {
     sparsity: num(flags, 'sparsity', 0, 0.999),
+    minMass: num(flags, 'min-mass', 0, 0.999),
     policies,
     online: {
       sinks, window, alpha: num(flags, 'alpha', 0, 1, true), migrationRatio: num(flags, 'ratio', 0, 1),
@@ -155,7 +157,7 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   }
   const gb = (v: number) => `${(v / 1e9).toFixed(v < 1e10 ? 2 : 0)} GB/s`;
   const lines: string[] = [];
-  lines.push(`trace: ${name}: ${rep.layers} layers, ${rep.steps} decode steps, context up to ${rep.maxContext}${rep.sparsity ? `, sparsity ${rep.sparsity}` : ''}`);
+  lines.push(`trace: ${name}: ${rep.layers} layers, ${rep.steps} decode steps, context up to ${rep.maxContext}${readerNote(rep)}`);
   lines.push(`memory: fast ${formatBytes(model.fastBytes)} for KV (${rep.hotTokensPerLayer} rows per layer) at ${gb(model.fastBw)}; slow ${gb(model.slowBw)} behind a ${gb(model.linkBw)} link; ` +
     `weights ${formatBytes(model.weightBytes)}; KV row ${formatBytes(model.kvBytesPerToken)}`);
   lines.push('');

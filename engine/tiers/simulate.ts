@@ -6,7 +6,7 @@
  * the slow tier (behind a link, so at min(slow, link) bandwidth) serves the cold rows read, new rows written cold and
  * the slow side of migrations. The tiers work in parallel, so a step takes max(fast bytes / fast bw, slow bytes /
  * slow bw), and the total is the sum over steps and layers. Tokens read at a step are those with mass in the trace
- * (optionally only the top (1 - sparsity) of the context). Each layer gets an equal share of the fast-tier bytes.
+ * (optionally only those above a mass threshold, and only the top (1 - sparsity) of the context). Each layer gets an equal share of the fast-tier bytes.
  *
  * Migration costs. KV rows never change once written, so the slow tier keeps its copy of a row once it has one: a
  * demotion costs a fast read and a slow write only the first time (afterwards it just drops the hot copy). A
@@ -88,9 +88,14 @@ export interface AccessTrace {
   readonly mass: Float32Array[];
 }
 
-/** The reads of a trace: tokens with mass, and with sparsity > 0 only the top ceil((1 - sparsity) * ctxLen). */
-export function accessTrace(trace: AttentionTrace, sparsity = 0): AccessTrace {
+/**
+ * The reads of a trace: tokens with stored mass above `minMass` (default 0: any mass; a dense record stores masses
+ * below f16's smallest step, ~6e-8, as 0, so even then a token the model all but ignores is not read), and with
+ * sparsity > 0 only the top ceil((1 - sparsity) * ctxLen) of those.
+ */
+export function accessTrace(trace: AttentionTrace, sparsity = 0, minMass = 0): AccessTrace {
   if (!(sparsity >= 0 && sparsity < 1)) throw new OptionError('sparsity', `${sparsity} is not in [0, 1)`);
+  if (!(minMass >= 0 && minMass < 1)) throw new OptionError('minMass', `${minMass} is not in [0, 1)`);
   const L = trace.nLayers;
   const nSteps = trace.records.length;
   const ctxLen = new Int32Array(nSteps);
@@ -104,7 +109,7 @@ export function accessTrace(trace: AttentionTrace, sparsity = 0): AccessTrace {
       const tok: number[] = [];
       const ms: number[] = [];
       for (let j = 0; j < r.mass.length; j++) {
-        if (r.mass[j]! <= 0) continue;
+        if (r.mass[j]! <= minMass) continue;
         tok.push(r.index ? r.index[j]! : j);
         ms.push(r.mass[j]!);
       }
@@ -670,6 +675,8 @@ export function annealWR(cost: (w: number, r: number) => number, opts: AnnealOpt
 export interface SimulateOptions {
   /** Read only the top (1 - sparsity) of the context at each step (default 0: every token with mass). */
   sparsity?: number;
+  /** Read only tokens whose stored mass at the step is above this (default 0), as a threshold-sparse reader would. */
+  minMass?: number;
   /** The online policy's settings (capacity comes from the model). */
   online?: Omit<EmaPlacementOptions, 'capacity'>;
   /** Annealing for `oracle` and `page` (each gets its own seed stream from `seed`). */
@@ -688,16 +695,22 @@ export interface SimulationReport {
   maxContext: number;
   hotTokensPerLayer: number;
   sparsity: number;
+  minMass: number;
   /** Seconds no placement can beat (see the file comment). */
   lowerBoundS: number;
   results: PolicyResult[];
+}
+
+/** How the report's reader read the trace, for titles: '' for every token with mass, else ', sparsity S, mass > M'. */
+export function readerNote(rep: Pick<SimulationReport, 'sparsity' | 'minMass'>): string {
+  return `${rep.sparsity ? `, sparsity ${rep.sparsity}` : ''}${rep.minMass ? `, mass > ${rep.minMass}` : ''}`;
 }
 
 /** Replays the trace under every policy. Throws OptionError for an empty trace or a fast tier under one row per layer. */
 export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opts: SimulateOptions = {}): SimulationReport {
   checkModel(model);
   if (trace.records.length === 0) throw new OptionError('trace', 'has no decode steps');
-  const acc = accessTrace(trace, opts.sparsity ?? 0);
+  const acc = accessTrace(trace, opts.sparsity ?? 0, opts.minMass ?? 0);
   if (acc.maxCtx * acc.nLayers > 1 << 28) throw new OptionError('trace', `${acc.nLayers} layers x ${acc.maxCtx} tokens is too large to simulate`);
   const capacity = Math.min(acc.maxCtx, Math.floor(model.fastBytes / acc.nLayers / model.kvBytesPerToken));
   if (capacity < 1) throw new OptionError('fastBytes', `${model.fastBytes} bytes hold less than one KV row per layer (${acc.nLayers} layers x ${model.kvBytesPerToken} bytes)`);
@@ -737,6 +750,6 @@ export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opt
   for (const r of results) r.throughputVsStatic = tStatic / r.timeS;
   return {
     model, layers: acc.nLayers, steps: acc.nSteps, maxContext: acc.maxCtx, hotTokensPerLayer: capacity,
-    sparsity: opts.sparsity ?? 0, lowerBoundS: lowerBound(acc, model), results,
+    sparsity: opts.sparsity ?? 0, minMass: opts.minMass ?? 0, lowerBoundS: lowerBound(acc, model), results,
   };
 }
