@@ -23,7 +23,7 @@ export function placementChart(rep: SimulationReport, title: string): string {
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="15">${esc(title)}</text>`);
   const sub = `${rep.layers} layers, ${rep.steps} steps, context up to ${rep.maxContext}, ${rep.hotTokensPerLayer} hot rows per layer` +
-    `${readerNote(rep)}`;
+    readerNote(rep);
   out.push(`<text x="${W / 2}" y="38" text-anchor="middle" fill="#555">${esc(sub)}</text>`);
   const step = vMax > 8 ? 2 : vMax > 4 ? 1 : 0.5;
   for (let v = 0; v <= vMax; v += step) {

@@ -6,7 +6,8 @@
  * the slow tier (behind a link, so at min(slow, link) bandwidth) serves the cold rows read, new rows written cold and
  * the slow side of migrations. The tiers work in parallel, so a step takes max(fast bytes / fast bw, slow bytes /
  * slow bw), and the total is the sum over steps and layers. Tokens read at a step are those with mass in the trace
- * (optionally only those above a mass threshold, and only the top (1 - sparsity) of the context). Each layer gets an equal share of the fast-tier bytes.
+ * (optionally only those above a mass threshold, and only the top (1 - sparsity) of the context). Each layer gets an
+ * equal share of the fast-tier bytes.
  *
  * Migration costs. KV rows never change once written, so the slow tier keeps its copy of a row once it has one: a
  * demotion costs a fast read and a slow write only the first time (afterwards it just drops the hot copy). A
