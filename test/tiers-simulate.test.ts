@@ -120,12 +120,32 @@ describe('two-tier simulator', () => {
     }
   });
 
-  it('known limit of the bound: at low sparsity and high variation the online policy can edge past the annealed look-ahead', () => {
-    // The look-ahead family of the paper (rank by reads in the next W steps, migrate a fraction R) is a bound only
-    // within that family. Here it stays within 2% of the online policy (README: "Placement simulator").
+  it('the annealed oracle reaches the best (W, R) of its family on a small trace, and beats the online policy there', () => {
+    // Low sparsity and high variation: before the descent after the annealing, the paper's stop left the oracle 0.5%
+    // behind the online policy on this trace (W 7, R 0.5); the best of the grid is W 3, R 0.9.
     const tr = synthTrace({ layers: 2, prompt: 256, steps: 128, sparsity: 0.4, variation: 1, seed: 11 });
-    const r = byPolicy(simulatePlacement(tr, gh200Model(tr), { policies: ['static', 'online', 'oracle'] }));
-    expect(r.oracle.throughputVsStatic).toBeGreaterThan(0.98 * r.online.throughputVsStatic);
+    const model = gh200Model(tr);
+    const r = byPolicy(simulatePlacement(tr, model, { policies: ['static', 'online', 'oracle'] }));
+    let grid = Infinity;
+    for (let w = 1; w <= 8; w++) {
+      for (let r10 = 0; r10 <= 10; r10++) {
+        const at = simulatePlacement(tr, model, { policies: ['oracle'], anneal: { w0: w, r0: r10 / 10, maxEvals: 1 } });
+        grid = Math.min(grid, byPolicy(at).oracle.timeS);
+      }
+    }
+    expect(r.oracle.timeS).toBeLessThanOrEqual(grid);
+    expect(r.oracle.timeS).toBeLessThan(r.online.timeS);
+  });
+
+  it('the annealing ends at the minimum of a surface flatter than its stopping tolerance', () => {
+    // The whole surface spans 0.3% of the cost, so the annealing stops after a few levels of < 0.01% gain, wherever
+    // its walk is (W 12-21 here); the descent then walks down to the minimum (W 40, R 0.9).
+    const f = (w: number, r: number) => 1 + 0.003 * (((w - 40) / 64) ** 2 + (r - 0.9) ** 2);
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const a = annealWR(f, { seed });
+      expect([a.w, a.r], `seed ${seed}`).toEqual([40, 0.9]);
+      expect(a.evals).toBeLessThanOrEqual(120);
+    }
   });
 
   it('the annealing is reproducible, finds the minimum of a known function, and respects its budget', () => {

@@ -36,7 +36,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
   { name: 'hysteresis', type: 'number', help: 'online policy: a cold token must beat a hot one by this factor (default 0.25)' },
   { name: 'signal', type: 'string', help: 'online policy: what the EMA averages: mass (default) | reads (1 for a token read at the step)' },
   { name: 'sa-seed', type: 'int', help: 'seed of the simulated annealing (default 1)' },
-  { name: 'sa-evals', type: 'int', help: 'most (W, R) evaluations per annealed policy (default 60)' },
+  { name: 'sa-evals', type: 'int', help: 'most (W, R) evaluations per annealed policy, annealing and descent (default 120)' },
   { name: 'syn-layers', type: 'int', help: 'synthetic: layers (default 4)' },
   { name: 'syn-prompt', type: 'int', help: 'synthetic: prompt tokens (default 512)' },
   { name: 'syn-steps', type: 'int', help: 'synthetic: decode steps (default 256)' },

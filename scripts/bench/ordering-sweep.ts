@@ -1,0 +1,93 @@
+/**
+ * npm run bench:ordering [-- --traces 12 --tokens 200 --no-oracle --out ordering-sweep.json]: how often the issue's
+ * ordering oracle >= online >= reactive >= static holds beyond the six traces the tests replay. For each fixture model
+ * it records `traces` fresh traces (a different prompt and sampling seed each, temperature 0.8; none is the tests'
+ * greedy "Once upon a time" nor tune-online.ts's "The dog ran to the park" at seed 7), replays each on the GH200-like
+ * model with fast tiers of 1/8, 1/4 and 1/2 of the KV, read densely and at 60% sparsity, with READS_ONLINE (chosen
+ * before this sweep existed). Per model and reader it prints how many cells keep each link of the ordering and the whole
+ * chain, and the median and worst of reactive's time over online's (> 1: online faster); the JSON holds every cell.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel } from '../../engine/index.js';
+import { gh200Model, READS_ONLINE, simulatePlacement } from '../../engine/tiers/simulate.js';
+import { readTrace, TraceRecorder } from '../../engine/tiers/trace.js';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : def;
+};
+const MODELS = process.env.BMC_MODELS ?? join(import.meta.dirname, '../../../shared/models');
+const nTraces = Number(arg('traces', '12'));
+const tokens = Number(arg('tokens', '200'));
+const withOracle = !process.argv.includes('--no-oracle');
+const out = arg('out', 'ordering-sweep.json');
+const PROMPTS = [
+  'One day a little girl', 'The sun was shining and', 'Tom had a red ball', 'There was a big tree',
+  'Lily and her mom went', 'A small bird sat on', 'In the morning, Ben', 'The cat was very hungry',
+  'Sara found a shiny stone', 'It was a rainy day', 'Max wanted to play with', 'Once there was a kind old man',
+];
+if (!(Number.isInteger(nTraces) && nTraces >= 1 && nTraces <= PROMPTS.length)) throw new Error(`--traces must be an integer in [1, ${PROMPTS.length}]`);
+if (!(Number.isInteger(tokens) && tokens >= 16 && tokens <= 480)) throw new Error('--tokens must be an integer in [16, 480]');
+
+interface Cell {
+  model: string; prompt: string; seed: number; fastFraction: number; sparsity: number;
+  static: number; reactive: number; online: number; oracle?: number;
+}
+const cells: Cell[] = [];
+const le = (a: number, b: number) => a <= b * (1 + 1e-12);
+
+for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf']) {
+  const m = await loadModel(join(MODELS, name), { contextLength: tokens + 32 });
+  const hp = m.info.hparams!;
+  try {
+    for (let k = 0; k < nTraces; k++) {
+      const prompt = PROMPTS[k]!;
+      const seed = 101 + k;
+      const rec = new TraceRecorder({ nLayers: hp.nLayers, meta: { model: name, kvBytesPerToken: 2 * hp.nKVHeads * hp.headDim * 4 } });
+      const s = m.createSession({ trace: rec });
+      for await (const _ of m.generate(prompt, { maxTokens: tokens, temperature: 0.8, seed, ignoreEos: true, session: s })) { /* drain */ }
+      s.dispose();
+      const tr = readTrace(rec.finish());
+      for (const fastFraction of [0.125, 0.25, 0.5]) {
+        for (const sparsity of [0, 0.6]) {
+          const model = gh200Model(tr, { fastFraction });
+          const policies = withOracle ? ['static', 'reactive', 'oracle'] as const : ['static', 'reactive'] as const;
+          const base = simulatePlacement(tr, model, { sparsity, policies: [...policies], anneal: { seed: 1 } });
+          const on = simulatePlacement(tr, model, { sparsity, policies: ['static', 'online'], online: READS_ONLINE });
+          const t = (p: string, r = base) => r.results.find((x) => x.policy === p)?.timeS;
+          cells.push({ model: name, prompt, seed, fastFraction, sparsity, static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle') });
+        }
+      }
+      process.stderr.write(`${name}: trace ${k + 1}/${nTraces} ("${prompt}", seed ${seed}) replayed\n`);
+    }
+  } finally {
+    m.dispose();
+  }
+}
+
+const quantile = (x: number[], q: number) => [...x].sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(q * x.length))]!;
+const summary: Record<string, unknown>[] = [];
+console.log(`${nTraces} traces per model, ${tokens} tokens each, 3 fast tiers: cells keeping each link; reactive/online time (> 1: online faster)`);
+console.log('model                   reader      cells  oracle>=online  online>=reactive  reactive>=static  oracle>=reactive  whole chain  median    worst');
+for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf']) {
+  for (const sparsity of [0, 0.6]) {
+    const cs = cells.filter((c) => c.model === name && c.sparsity === sparsity);
+    const ratio = cs.map((c) => c.reactive / c.online);
+    const row = {
+      model: name, sparsity, cells: cs.length,
+      oracleAtLeastOnline: withOracle ? cs.filter((c) => le(c.oracle!, c.online)).length : null,
+      onlineAtLeastReactive: cs.filter((c) => le(c.online, c.reactive)).length,
+      reactiveAtLeastStatic: cs.filter((c) => le(c.reactive, c.static)).length,
+      oracleAtLeastReactive: withOracle ? cs.filter((c) => le(c.oracle!, c.reactive)).length : null,
+      wholeChain: withOracle ? cs.filter((c) => le(c.oracle!, c.online) && le(c.online, c.reactive) && le(c.reactive, c.static)).length : null,
+      medianReactiveOverOnline: quantile(ratio, 0.5), worstReactiveOverOnline: Math.min(...ratio),
+    };
+    summary.push(row);
+    const reader = sparsity ? '60% sparse' : 'dense';
+    const o = (v: number | null, w: number) => (v === null ? '-' : String(v)).padStart(w);
+    console.log(`${name.padEnd(24)}${reader.padEnd(12)}${String(row.cells).padStart(5)}  ${o(row.oracleAtLeastOnline, 14)}  ${o(row.onlineAtLeastReactive, 16)}  ${o(row.reactiveAtLeastStatic, 16)}  ${o(row.oracleAtLeastReactive, 16)}  ${o(row.wholeChain, 11)}  ${row.medianReactiveOverOnline.toFixed(5)}  ${row.worstReactiveOverOnline.toFixed(5)}`);
+  }
+}
+writeFileSync(out, `${JSON.stringify({ traces: nTraces, tokens, online: READS_ONLINE, summary, cells }, null, 2)}\n`);
+process.stderr.write(`wrote ${out}\n`);
