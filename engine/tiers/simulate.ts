@@ -596,7 +596,7 @@ export interface AnnealResult {
  * Minimises cost(W, R) over W in [1, wMax] and R in {0, 0.1, ..., 1}: moves change W by +-1 or +-2 (probability
  * 0.4), R by +-0.1 (0.4) or both (0.2); Metropolis acceptance exp(-dCost / T); T starts where ~80% of uphill moves
  * are accepted and is multiplied by `cooling` per level. Then a descent from the best point: move to the first
- * neighbour (the same moves) that costs less, until none does or the budget ends. The stop (the best gaining less
+ * neighbour (W +-1 or +-2, R +-0.1, or both by one step) that costs less, until none does or the budget ends. The stop (the best gaining less
  * than `minGain` over `patience` levels) can come while T is still high, far from any minimum when the whole surface
  * spans little more than that, as on near-dense traces; the descent only adds evaluations, so it never loses the
  * annealing's best. Evaluations are memoised; seeded, so it is reproducible.

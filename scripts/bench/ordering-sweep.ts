@@ -34,10 +34,11 @@ interface Cell {
   model: string; prompt: string; seed: number; fastFraction: number; sparsity: number;
   static: number; reactive: number; online: number; oracle?: number;
 }
+const NAMES = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'];
 const cells: Cell[] = [];
 const le = (a: number, b: number) => a <= b * (1 + 1e-12);
 
-for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf']) {
+for (const name of NAMES) {
   const m = await loadModel(join(MODELS, name), { contextLength: tokens + 32 });
   const hp = m.info.hparams!;
   try {
@@ -70,7 +71,7 @@ const quantile = (x: number[], q: number) => [...x].sort((a, b) => a - b)[Math.m
 const summary: Record<string, unknown>[] = [];
 console.log(`${nTraces} traces per model, ${tokens} tokens each, 3 fast tiers: cells keeping each link; reactive/online time (> 1: online faster)`);
 console.log('model                   reader      cells  oracle>=online  online>=reactive  reactive>=static  oracle>=reactive  whole chain  median    worst');
-for (const name of ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf']) {
+for (const name of NAMES) {
   for (const sparsity of [0, 0.6]) {
     const cs = cells.filter((c) => c.model === name && c.sparsity === sparsity);
     const ratio = cs.map((c) => c.reactive / c.online);
