@@ -34,6 +34,7 @@ describe('two-tier simulator', () => {
     expect(r.static.timeS).toBe(8);
     expect(r.static.hitRate).toBeCloseTo(1 / 7, 12);
     expect(r.static.migratedBytes).toBe(0);
+    expect(r.static.fastBound).toBe(0); // step 0 ties (1 and 1); steps 1 and 2 wait on the slow tier
     // Reactive (LRU; the prompt leaves rows 2, 3 hot). Step 0: read 0 cold (slow 1), 3 hot (fast 1); evict 2 (first
     // demotion: fast 1 + slow 1), promote the staged 0 (fast 1): max(3, 2) = 3. Step 1: evict 3 (fast 1 + slow 1),
     // write 4 hot (fast 1), read 3 cold (slow 1), 4 hot (fast 1); evict 0 (already in the slow tier: free), promote
@@ -44,6 +45,7 @@ describe('two-tier simulator', () => {
     expect(r.reactive.promotions).toBe(2);
     expect(r.reactive.demotions).toBe(4);
     expect(r.reactive.migratedBytes).toBe(2 + 3); // two promotions, three first demotions (0's was free)
+    expect(r.reactive.fastBound).toBe(1); // 3 > 2, 4 > 2, 4 > 2
   });
 
   it('sparsity reads only the top share of the context', () => {

@@ -1,8 +1,8 @@
 /**
  * `bmc-llm simulate-placement`: replays an attention trace (engine/tiers/trace.ts) against the two-tier memory
  * model of engine/tiers/simulate.ts and prints, per placement policy, the modelled decode time, throughput relative
- * to static placement, fast-tier hit rate and bytes migrated (a table, or JSON with --json), and with --svg a bar
- * chart. --synthetic generates a trace instead of reading one. Results to stdout, progress to stderr.
+ * to static placement, fast-tier hit rate, how often the fast tier is the bottleneck and bytes migrated (a table, or
+ * JSON with --json), and with --svg a bar chart. --synthetic generates a trace instead of reading one. Results to stdout, progress to stderr.
  */
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { OptionError, SourceError, formatBytes } from '../errors.js';
@@ -161,15 +161,16 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   lines.push(`memory: fast ${formatBytes(model.fastBytes)} for KV (${rep.hotTokensPerLayer} rows per layer) at ${gb(model.fastBw)}; slow ${gb(model.slowBw)} behind a ${gb(model.linkBw)} link; ` +
     `weights ${formatBytes(model.weightBytes)}; KV row ${formatBytes(model.kvBytesPerToken)}`);
   lines.push('');
-  const head = ['policy', 'time (ms)', 'vs static', 'hit rate', 'migrated', 'W', 'R'];
+  const head = ['policy', 'time (ms)', 'vs static', 'hit rate', 'fast-bound', 'migrated', 'W', 'R'];
   const rows = rep.results.map((r) => [
     r.policy, (r.timeS * 1e3).toFixed(3), `${r.throughputVsStatic.toFixed(2)}x`, `${(100 * r.hitRate).toFixed(1)}%`,
-    formatBytes(r.migratedBytes), r.w === undefined ? '' : String(r.w), r.r === undefined ? '' : String(r.r),
+    `${(100 * r.fastBound).toFixed(1)}%`, formatBytes(r.migratedBytes), r.w === undefined ? '' : String(r.w), r.r === undefined ? '' : String(r.r),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   lines.push(fmt(head), ...rows.map(fmt));
   lines.push('');
+  lines.push(`fast-bound: share of (step, layer) pairs where the fast tier takes longer than the slow one`);
   lines.push(`floor (both tiers busy every step): ${(rep.lowerBoundS * 1e3).toFixed(3)} ms`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -240,6 +240,11 @@ export interface PolicyResult {
   throughputVsStatic: number;
   /** Fraction of KV rows read that were hot. */
   hitRate: number;
+  /**
+   * Fraction of the (step, layer) pairs whose time the fast tier sets alone (its bytes take longer than the slow
+   * tier's). Where it is near 1, moving reads to the fast tier only lengthens the steps.
+   */
+  fastBound: number;
   /** Bytes moved between the tiers by promotions and first demotions. */
   migratedBytes: number;
   promotions: number;
@@ -252,6 +257,9 @@ export interface PolicyResult {
 
 interface Run {
   timeS: number;
+  /** (step, layer) pairs where the fast tier took longer than the slow one. */
+  fastBound: number;
+  pairs: number;
   hits: number;
   misses: number;
   migrated: number;
@@ -262,7 +270,7 @@ interface Run {
 function replay(acc: AccessTrace, model: MemoryModel, capacity: number, make: (layer: number) => SimPolicy): Run {
   const wpl = model.weightBytes / acc.nLayers + model.intermediateBytes;
   const slowBw = Math.min(model.slowBw, model.linkBw);
-  const run: Run = { timeS: 0, hits: 0, misses: 0, migrated: 0, promotions: 0, demotions: 0 };
+  const run: Run = { timeS: 0, fastBound: 0, pairs: 0, hits: 0, misses: 0, migrated: 0, promotions: 0, demotions: 0 };
   for (let l = 0; l < acc.nLayers; l++) {
     const t = new LayerTier(capacity, acc.maxCtx, model.kvBytesPerToken);
     const p = make(l);
@@ -277,7 +285,11 @@ function replay(acc: AccessTrace, model: MemoryModel, capacity: number, make: (l
       for (let j = 0; j < idx.length; j++) t.read(idx[j]!);
       p.after(t, s, idx, acc.mass[s * acc.nLayers + l]!);
       if (t.hotCount > capacity) throw new Error(`simulator: ${t.hotCount} hot rows over the capacity ${capacity}`);
-      run.timeS += Math.max((wpl + t.fast) / model.fastBw, t.slow / slowBw);
+      const fast = (wpl + t.fast) / model.fastBw;
+      const slow = t.slow / slowBw;
+      run.timeS += Math.max(fast, slow);
+      if (fast > slow) run.fastBound++;
+      run.pairs++;
     }
     run.hits += t.hits;
     run.misses += t.misses;
@@ -748,7 +760,7 @@ export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opt
   const add = (policy: PolicyName, run: Run, extra: Partial<PolicyResult> = {}) => {
     const reads = run.hits + run.misses;
     results.push({
-      policy, timeS: run.timeS, throughputVsStatic: 0, hitRate: reads ? run.hits / reads : 1,
+      policy, timeS: run.timeS, throughputVsStatic: 0, hitRate: reads ? run.hits / reads : 1, fastBound: run.fastBound / run.pairs,
       migratedBytes: run.migrated, promotions: run.promotions, demotions: run.demotions, ...extra,
     });
   };

@@ -33,6 +33,8 @@ if (!(Number.isInteger(tokens) && tokens >= 16 && tokens <= 480)) throw new Erro
 interface Cell {
   model: string; prompt: string; seed: number; fastFraction: number; sparsity: number;
   static: number; reactive: number; online: number; oracle?: number;
+  /** Share of (step, layer) pairs whose time the fast tier sets, under static and under reactive. */
+  staticFastBound: number; reactiveFastBound: number;
 }
 const NAMES = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'];
 const cells: Cell[] = [];
@@ -56,8 +58,12 @@ for (const name of NAMES) {
           const policies = withOracle ? ['static', 'reactive', 'oracle'] as const : ['static', 'reactive'] as const;
           const base = simulatePlacement(tr, model, { sparsity, policies: [...policies], anneal: { seed: 1 } });
           const on = simulatePlacement(tr, model, { sparsity, policies: ['static', 'online'], online: READS_ONLINE });
-          const t = (p: string, r = base) => r.results.find((x) => x.policy === p)?.timeS;
-          cells.push({ model: name, prompt, seed, fastFraction, sparsity, static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle') });
+          const get = (p: string, r = base) => r.results.find((x) => x.policy === p);
+          const t = (p: string, r = base) => get(p, r)?.timeS;
+          cells.push({
+            model: name, prompt, seed, fastFraction, sparsity, static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle'),
+            staticFastBound: get('static')!.fastBound, reactiveFastBound: get('reactive')!.fastBound,
+          });
         }
       }
       process.stderr.write(`${name}: trace ${k + 1}/${nTraces} ("${prompt}", seed ${seed}) replayed\n`);
@@ -89,6 +95,16 @@ for (const name of NAMES) {
     const o = (v: number | null, w: number) => (v === null ? '-' : String(v)).padStart(w);
     console.log(`${name.padEnd(24)}${reader.padEnd(12)}${String(row.cells).padStart(5)}  ${o(row.oracleAtLeastOnline, 14)}  ${o(row.onlineAtLeastReactive, 16)}  ${o(row.reactiveAtLeastStatic, 16)}  ${o(row.oracleAtLeastReactive, 16)}  ${o(row.wholeChain, 11)}  ${row.medianReactiveOverOnline.toFixed(5)}  ${row.worstReactiveOverOnline.toFixed(5)}`);
   }
+}
+// Where reactive trails static: is the fast tier already the bottleneck under static? Then promotions move reads onto
+// the busier tier and only lengthen its steps, and reactive gains only in the few steps the slow tier sets.
+const span = (x: number[]) => (x.length ? `${Math.min(...x).toFixed(4)}-${Math.max(...x).toFixed(4)}` : '-');
+for (const [what, cs] of [
+  ['static fast-bound in >= 90% of (step, layer) pairs', cells.filter((c) => c.staticFastBound >= 0.9)],
+  ['static fast-bound in < 90%', cells.filter((c) => c.staticFastBound < 0.9)],
+] as const) {
+  const keep = cs.filter((c) => le(c.reactive, c.static)).length;
+  console.log(`${what}: ${cs.length} cells, reactive >= static in ${keep}, static/reactive time ${span(cs.map((c) => c.static / c.reactive))}`);
 }
 writeFileSync(out, `${JSON.stringify({ traces: nTraces, tokens, online: READS_ONLINE, summary, cells }, null, 2)}\n`);
 process.stderr.write(`wrote ${out}\n`);
