@@ -36,7 +36,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
   { name: 'hysteresis', type: 'number', help: 'online policy: a cold token must beat a hot one by this factor (default 0.25)' },
   { name: 'signal', type: 'string', help: 'online policy: what the EMA averages: mass (default) | reads (1 for a token read at the step)' },
   { name: 'sa-seed', type: 'int', help: 'seed of the simulated annealing (default 1)' },
-  { name: 'sa-evals', type: 'int', help: 'most (W, R) evaluations per annealed policy, annealing and descent (default 120)' },
+  { name: 'sa-evals', type: 'int', help: 'most (W, R) evaluations per annealed policy: coarse scan, annealing and descent (default 120)' },
   { name: 'syn-layers', type: 'int', help: 'synthetic: layers (default 4)' },
   { name: 'syn-prompt', type: 'int', help: 'synthetic: prompt tokens (default 512)' },
   { name: 'syn-steps', type: 'int', help: 'synthetic: decode steps (default 256)' },
@@ -161,9 +161,11 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   lines.push(`memory: fast ${formatBytes(model.fastBytes)} for KV (${rep.hotTokensPerLayer} rows per layer) at ${gb(model.fastBw)}; slow ${gb(model.slowBw)} behind a ${gb(model.linkBw)} link; ` +
     `weights ${formatBytes(model.weightBytes)}; KV row ${formatBytes(model.kvBytesPerToken)}`);
   lines.push('');
+  // Four significant digits: a tiny fixture trace takes microseconds, a long one seconds.
+  const ms = (t: number) => (t * 1e3 >= 1e4 ? (t * 1e3).toFixed(0) : (t * 1e3).toPrecision(4));
   const head = ['policy', 'time (ms)', 'vs static', 'hit rate', 'fast-bound', 'migrated', 'W', 'R'];
   const rows = rep.results.map((r) => [
-    r.policy, (r.timeS * 1e3).toFixed(3), `${r.throughputVsStatic.toFixed(2)}x`, `${(100 * r.hitRate).toFixed(1)}%`,
+    r.policy, ms(r.timeS), `${r.throughputVsStatic.toFixed(2)}x`, `${(100 * r.hitRate).toFixed(1)}%`,
     `${(100 * r.fastBound).toFixed(1)}%`, formatBytes(r.migratedBytes), r.w === undefined ? '' : String(r.w), r.r === undefined ? '' : String(r.r),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -171,6 +173,6 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   lines.push(fmt(head), ...rows.map(fmt));
   lines.push('');
   lines.push(`fast-bound: share of (step, layer) pairs where the fast tier takes longer than the slow one`);
-  lines.push(`floor (both tiers busy every step): ${(rep.lowerBoundS * 1e3).toFixed(3)} ms`);
+  lines.push(`floor (both tiers busy every step): ${ms(rep.lowerBoundS)} ms`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

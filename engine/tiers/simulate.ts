@@ -573,12 +573,19 @@ function onlinePolicy(maxCtx: number, capacity: number, opts: Omit<EmaPlacementO
 
 export interface AnnealOptions {
   seed?: number;
-  /** Starting window (default 8) and ratio (default 0.5). */
+  /** Starting window (default 8) and ratio (default 0.5): the first point evaluated. */
   w0?: number;
   r0?: number;
+  /**
+   * Coarse scan before the annealing, which then starts from the best point seen (default: windows 1, 2, 3, 4, 6, 8,
+   * 12, 16, 24, 32, 48, 64 up to wMax, at ratios 0, 0.3, 0.7 and 1; [] for none). The surface can hold separate
+   * valleys (a short window migrating everything, a long one migrating little) that moves of +-2 in W rarely cross.
+   */
+  scanW?: readonly number[];
+  scanR?: readonly number[];
   /** Largest window tried (default 64, and at most the trace's steps). */
   wMax?: number;
-  /** Most distinct (W, R) evaluations, the annealing and the descent after it together (default 120). */
+  /** Most distinct (W, R) evaluations: the coarse scan, the annealing and the descent together (default 120). */
   maxEvals?: number;
   /** Moves per temperature level (default 10). */
   itersPerLevel?: number;
@@ -604,14 +611,23 @@ export interface AnnealResult {
   stoppedBy: 'converged' | 'floor' | 'budget';
 }
 
+/** annealWR's default coarse scan (see AnnealOptions.scanW). */
+const SCAN_W = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+const SCAN_R = [0, 0.3, 0.7, 1];
+
 /**
- * Minimises cost(W, R) over W in [1, wMax] and R in {0, 0.1, ..., 1}: moves change W by +-1 or +-2 (probability
- * 0.4), R by +-0.1 (0.4) or both (0.2); Metropolis acceptance exp(-dCost / T); T starts where ~80% of uphill moves
- * are accepted and is multiplied by `cooling` per level. Then a descent from the best point: move to the first
- * neighbour (W +-1 or +-2, R +-0.1, or both by one step) that costs less, until none does or the budget ends. The stop (the best gaining less
- * than `minGain` over `patience` levels) can come while T is still high, far from any minimum when the whole surface
- * spans little more than that, as on near-dense traces; the descent only adds evaluations, so it never loses the
- * annealing's best. Evaluations are memoised; seeded, so it is reproducible.
+ * Minimises cost(W, R) over W in [1, wMax] and R in {0, 0.1, ..., 1}. First the start point and a coarse scan
+ * (`scanW` x `scanR`); the annealing starts from the best of them: moves change W by +-1 or +-2 (probability 0.4), R
+ * by +-0.1 (0.4) or both (0.2); Metropolis acceptance exp(-dCost / T); T starts where ~80% of uphill moves are
+ * accepted and is multiplied by `cooling` per level. Then a descent from the best point: move to the first neighbour
+ * (W +-1 or +-2, R +-0.1, or both by one step) that costs less, until none does or the budget ends. The stop (the
+ * best gaining less than `minGain` over `patience` levels) can come while T is still high, far from any minimum when
+ * the whole surface spans little more than that, as on near-dense traces; the descent only adds evaluations, so it
+ * never loses the annealing's best. Evaluations are memoised; seeded, so it is reproducible.
+ *
+ * Measured on 239 exhaustive (W 1-64 x R) surfaces (the 18 test cells, 216 of scripts/bench/ordering-sweep.ts, the
+ * README's 5 synthetic traces): the search ends at the grid's minimum in 201, at most 0.048% above it, after 67
+ * evaluations on average; without the scan, in 139, up to 2.4% above (the annealing stays in the valley it starts in).
  */
 export function annealWR(cost: (w: number, r: number) => number, opts: AnnealOptions = {}): AnnealResult {
   const rng = new Rng(opts.seed ?? 1);
@@ -646,6 +662,17 @@ export function annealWR(cost: (w: number, r: number) => number, opts: AnnealOpt
   let r10 = clampR(Math.round((opts.r0 ?? 0.5) * 10));
   let cur = f(w, r10);
   let best = { w, r10, cost: cur };
+  for (const sr of opts.scanR ?? SCAN_R) {
+    for (const sw of opts.scanW ?? SCAN_W) {
+      if (sw > wMax || memo.size >= maxEvals) continue;
+      const r2 = clampR(Math.round(sr * 10));
+      const c = f(clampW(Math.round(sw)), r2);
+      if (c < best.cost) best = { w: clampW(Math.round(sw)), r10: r2, cost: c };
+    }
+  }
+  w = best.w;
+  r10 = best.r10;
+  cur = best.cost;
   // Initial temperature: mean uphill step among a few probes, for an acceptance of ~0.8.
   let up = 0;
   let nUp = 0;
