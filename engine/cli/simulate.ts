@@ -2,7 +2,8 @@
  * `bmc-llm simulate-placement`: replays an attention trace (engine/tiers/trace.ts) against the two-tier memory
  * model of engine/tiers/simulate.ts and prints, per placement policy, the modelled decode time, throughput relative
  * to static placement, fast-tier hit rate, how often the fast tier is the bottleneck and bytes migrated (a table, or
- * JSON with --json), and with --svg a bar chart. --synthetic generates a trace instead of reading one. Results to stdout, progress to stderr.
+ * JSON with --json), and with --svg a bar chart. --synthetic generates a trace instead of reading one. Results to
+ * stdout, progress to stderr.
  */
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { OptionError, SourceError, formatBytes } from '../errors.js';

@@ -665,9 +665,10 @@ export function annealWR(cost: (w: number, r: number) => number, opts: AnnealOpt
   for (const sr of opts.scanR ?? SCAN_R) {
     for (const sw of opts.scanW ?? SCAN_W) {
       if (sw > wMax || memo.size >= maxEvals) continue;
+      const w2 = clampW(Math.round(sw));
       const r2 = clampR(Math.round(sr * 10));
-      const c = f(clampW(Math.round(sw)), r2);
-      if (c < best.cost) best = { w: clampW(Math.round(sw)), r10: r2, cost: c };
+      const c = f(w2, r2);
+      if (c < best.cost) best = { w: w2, r10: r2, cost: c };
     }
   }
   w = best.w;
@@ -769,14 +770,29 @@ export function readerNote(rep: Pick<SimulationReport, 'sparsity' | 'minMass'>):
   return `${rep.sparsity ? `, sparsity ${rep.sparsity}` : ''}${rep.minMass ? `, mass > ${rep.minMass}` : ''}`;
 }
 
-/** Replays the trace under every policy. Throws OptionError for an empty trace or a fast tier under one row per layer. */
-export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opts: SimulateOptions = {}): SimulationReport {
+/** The reads of the trace and the hot rows per layer, after checking the model and the trace. */
+function prepare(trace: AttentionTrace, model: MemoryModel, opts: SimulateOptions): { acc: AccessTrace; capacity: number } {
   checkModel(model);
   if (trace.records.length === 0) throw new OptionError('trace', 'has no decode steps');
   const acc = accessTrace(trace, opts.sparsity ?? 0, opts.minMass ?? 0);
   if (acc.maxCtx * acc.nLayers > 1 << 28) throw new OptionError('trace', `${acc.nLayers} layers x ${acc.maxCtx} tokens is too large to simulate`);
   const capacity = Math.min(acc.maxCtx, Math.floor(model.fastBytes / acc.nLayers / model.kvBytesPerToken));
   if (capacity < 1) throw new OptionError('fastBytes', `${model.fastBytes} bytes hold less than one KV row per layer (${acc.nLayers} layers x ${model.kvBytesPerToken} bytes)`);
+  return { acc, capacity };
+}
+
+/**
+ * The oracle's search space: the per-token look-ahead's time at any (W, R), W in [1, wMax], for probing the surface
+ * the annealing walks (scripts/bench/ordering-sweep.ts --surfaces scans all of it). Same checks as simulatePlacement.
+ */
+export function lookaheadSurface(trace: AttentionTrace, model: MemoryModel, opts: Pick<SimulateOptions, 'sparsity' | 'minMass'> = {}): { wMax: number; cost: (w: number, r: number) => number } {
+  const { acc, capacity } = prepare(trace, model, opts);
+  return { wMax: Math.min(64, acc.nSteps), cost: (w, r) => replay(acc, model, capacity, (l) => lookaheadPolicy(acc, l, capacity, 1, w, r)).timeS };
+}
+
+/** Replays the trace under every policy. Throws OptionError for an empty trace or a fast tier under one row per layer. */
+export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opts: SimulateOptions = {}): SimulationReport {
+  const { acc, capacity } = prepare(trace, model, opts);
   const g = opts.pageSize ?? 16;
   if (!Number.isInteger(g) || g < 1 || g > 4096) throw new OptionError('pageSize', `${g} is not an integer in [1, 4096]`);
   const want = new Set<PolicyName>(opts.policies ?? POLICY_NAMES);

@@ -1,16 +1,18 @@
 /**
- * npm run bench:ordering [-- --traces 12 --tokens 200 --no-oracle --out ordering-sweep.json]: how often the issue's
+ * npm run bench:ordering [-- --traces 12 --tokens 200 --no-oracle --surfaces --out ordering-sweep.json]: how often the issue's
  * ordering oracle >= online >= reactive >= static holds beyond the six traces the tests replay. For each fixture model
  * it records `traces` fresh traces (a different prompt and sampling seed each, temperature 0.8; none is the tests'
  * greedy "Once upon a time" nor tune-online.ts's "The dog ran to the park" at seed 7), replays each on the GH200-like
  * model with fast tiers of 1/8, 1/4 and 1/2 of the KV, read densely and at 60% sparsity, with READS_ONLINE (chosen
  * before this sweep existed). Per model and reader it prints how many cells keep each link of the ordering and the whole
  * chain, and the median and worst of reactive's time over online's (> 1: online faster); the JSON holds every cell.
+ * --surfaces (about 15 minutes more) also evaluates the oracle's whole search space in every cell (W 1-64 x R 0-1 by
+ * 0.1) and reports how close the annealing comes to its minimum, with and without the coarse scan before it.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
-import { gh200Model, READS_ONLINE, simulatePlacement } from '../../engine/tiers/simulate.js';
+import { annealWR, gh200Model, lookaheadSurface, READS_ONLINE, simulatePlacement } from '../../engine/tiers/simulate.js';
 import { readTrace, TraceRecorder } from '../../engine/tiers/trace.js';
 
 const arg = (name: string, def: string) => {
@@ -21,6 +23,8 @@ const MODELS = process.env.BMC_MODELS ?? join(import.meta.dirname, '../../../sha
 const nTraces = Number(arg('traces', '12'));
 const tokens = Number(arg('tokens', '200'));
 const withOracle = !process.argv.includes('--no-oracle');
+const surfaces = process.argv.includes('--surfaces');
+if (surfaces && !withOracle) throw new Error('--surfaces needs the oracle (drop --no-oracle)');
 const out = arg('out', 'ordering-sweep.json');
 const PROMPTS = [
   'One day a little girl', 'The sun was shining and', 'Tom had a red ball', 'There was a big tree',
@@ -35,8 +39,23 @@ interface Cell {
   static: number; reactive: number; online: number; oracle?: number;
   /** Share of (step, layer) pairs whose time the fast tier sets, under static and under reactive. */
   staticFastBound: number; reactiveFastBound: number;
+  /** With --surfaces: the look-ahead family's best time over the whole (W, R) grid, and the search without its scan. */
+  gridMin?: number; noScan?: number; evals?: number; noScanEvals?: number;
 }
 const NAMES = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'];
+
+/** Every (W, R) of the oracle's family, then the annealing (seed 1, as the cells use) with and without its scan. */
+function searchVsGrid(tr: Parameters<typeof lookaheadSurface>[0], model: Parameters<typeof lookaheadSurface>[1], sparsity: number, oracle: number) {
+  const { wMax, cost } = lookaheadSurface(tr, model, { sparsity });
+  const grid = new Map<number, number>();
+  for (let w = 1; w <= wMax; w++) for (let r10 = 0; r10 <= 10; r10++) grid.set(w * 16 + r10, cost(w, r10 / 10));
+  const at = (w: number, r: number) => grid.get(w * 16 + Math.round(r * 10))!;
+  const withScan = annealWR(at, { seed: 1, wMax });
+  const without = annealWR(at, { seed: 1, wMax, scanW: [], scanR: [] });
+  // The same search as the cell's oracle, on the same costs: a check that the grid is the space the oracle searched.
+  if (withScan.cost !== oracle) throw new Error(`search on the grid gives ${withScan.cost}, the oracle ${oracle}`);
+  return { gridMin: Math.min(...grid.values()), noScan: without.cost, evals: withScan.evals, noScanEvals: without.evals };
+}
 const cells: Cell[] = [];
 const le = (a: number, b: number) => a <= b * (1 + 1e-12);
 
@@ -60,10 +79,12 @@ for (const name of NAMES) {
           const on = simulatePlacement(tr, model, { sparsity, policies: ['static', 'online'], online: READS_ONLINE });
           const get = (p: string, r = base) => r.results.find((x) => x.policy === p);
           const t = (p: string, r = base) => get(p, r)?.timeS;
-          cells.push({
+          const cell: Cell = {
             model: name, prompt, seed, fastFraction, sparsity, static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle'),
             staticFastBound: get('static')!.fastBound, reactiveFastBound: get('reactive')!.fastBound,
-          });
+          };
+          if (surfaces) Object.assign(cell, searchVsGrid(tr, model, sparsity, cell.oracle!));
+          cells.push(cell);
         }
       }
       process.stderr.write(`${name}: trace ${k + 1}/${nTraces} ("${prompt}", seed ${seed}) replayed\n`);
@@ -105,6 +126,18 @@ for (const [what, cs] of [
 ] as const) {
   const keep = cs.filter((c) => le(c.reactive, c.static)).length;
   console.log(`${what}: ${cs.length} cells, reactive >= static in ${keep}, static/reactive time ${span(cs.map((c) => c.static / c.reactive))}`);
+}
+if (surfaces) {
+  console.log(`\nthe oracle's search against the whole (W, R) grid in ${cells.length} cells:`);
+  for (const [what, found, evals] of [
+    ['with the coarse scan', (c: Cell) => c.oracle!, (c: Cell) => c.evals!],
+    ['annealing alone', (c: Cell) => c.noScan!, (c: Cell) => c.noScanEvals!],
+  ] as const) {
+    const gaps = cells.map((c) => found(c) / c.gridMin! - 1);
+    const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
+    console.log(`  ${what}: at the minimum in ${gaps.filter((g) => g <= 1e-12).length}, worst ${(100 * Math.max(...gaps)).toFixed(3)}% above, ` +
+      `mean ${(100 * mean(gaps)).toFixed(4)}%, ${mean(cells.map(evals)).toFixed(1)} evaluations on average`);
+  }
 }
 writeFileSync(out, `${JSON.stringify({ traces: nTraces, tokens, online: READS_ONLINE, summary, cells }, null, 2)}\n`);
 process.stderr.write(`wrote ${out}\n`);
