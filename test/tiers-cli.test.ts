@@ -38,6 +38,12 @@ describe('bmc-llm simulate-placement', () => {
     const e = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static', '--min-mass', '0.01']).out);
     expect(e.minMass).toBe(0.01);
     expect(e.results[0].timeS).toBeLessThan(b.results.find((x: { policy: string }) => x.policy === 'static').timeS);
+    // An exact reader reads every token at every step: never less than the default reader, said in the header.
+    const x = cli(['--trace', trace, '--policies', 'static', '--exact']);
+    expect(x.out).toMatch(/context up to \d+, exact reads/);
+    const xj = JSON.parse(cli(['--trace', trace, '--json', '--policies', 'static', '--exact']).out);
+    expect(xj.exact).toBe(true);
+    expect(xj.results[0].timeS).toBeGreaterThanOrEqual(b.results.find((x: { policy: string }) => x.policy === 'static').timeS);
   });
 
   it('bad flags exit 2 naming the flag; a corrupt trace exits 1 naming the defect', () => {
@@ -53,6 +59,9 @@ describe('bmc-llm simulate-placement', () => {
     const mm = cli(['--synthetic', ...SMALL, '--min-mass', '-1']);
     expect(mm.code).toBe(2);
     expect(mm.err).toMatch(/--min-mass/);
+    const ex = cli(['--synthetic', ...SMALL, '--exact', '--sparsity', '0.5']);
+    expect(ex.code).toBe(2);
+    expect(ex.err).toMatch(/--exact: .*--sparsity/);
     expect(cli(['--synthetic', '--preset', 'mi300']).err).toMatch(/--preset/);
     const dir = mkdtempSync(join(tmpdir(), 'bmc-sim-'));
     const bad = join(dir, 'bad.trace');

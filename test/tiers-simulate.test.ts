@@ -61,6 +61,33 @@ describe('two-tier simulator', () => {
     expect(Array.from(accessTrace(tr, 0.7, 0.15).idx[0]!)).toEqual([0, 5]);
     expect(() => accessTrace(tr, 0, -0.1)).toThrow(/minMass/);
     expect(() => accessTrace(tr, 0, 1)).toThrow(/minMass/);
+    // An exact reader reads every token, the one stored as 0 too, and takes no threshold or share.
+    const ex = accessTrace(tr, 0, 0, true);
+    expect(Array.from(ex.idx[0]!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(ex.mass[0]![1]).toBe(0);
+    expect(ex.mass[0]![5]).toBeCloseTo(0.2, 6);
+    expect(() => accessTrace(tr, 0.5, 0, true)).toThrow(/exact/);
+    expect(() => accessTrace(tr, 0, 0.01, true)).toThrow(/exact/);
+  });
+
+  it('an exact reader reads the tokens a top-k record left out, and every policy that moves rows trails static', () => {
+    // Sparse records keep the top 2 tokens; an exact reader still reads all 8 (with mass 0 for the rest).
+    const rec = (ctxLen: number, keep: number[]) => ({ ctxLen, index: Uint32Array.from(keep), mass: Float32Array.from(keep, () => 0.4), residual: 0.2 });
+    const records = Array.from({ length: 24 }, (_, s) => [rec(8 + s, [0, 7 + s])]);
+    const tr: AttentionTrace = { nLayers: 1, meta: { kvBytesPerToken: 64 }, records };
+    const acc = accessTrace(tr, 0, 0, true);
+    expect(acc.idx.map((x) => x.length)).toEqual(records.map((r) => r[0]!.ctxLen));
+    expect(accessTrace(tr).idx.every((x) => x.length === 2)).toBe(true);
+    // Every row is read at every step, so no move saves a read: static (no moves) is the floor the oracle finds, and
+    // writing each new row hot makes reactive and the online policy pay a fast-tier read for the row pushed out.
+    const model = gh200Model(tr, { fastFraction: 0.25 });
+    const rep = simulatePlacement(tr, model, { exact: true, policies: ['static', 'reactive', 'online', 'oracle'] });
+    expect(rep.exact).toBe(true);
+    const t = Object.fromEntries(rep.results.map((r) => [r.policy, r]));
+    expect(t.oracle!.timeS).toBeCloseTo(t.static!.timeS, 15);
+    expect(t.reactive!.timeS).toBeGreaterThan(t.static!.timeS);
+    expect(t.online!.timeS).toBeGreaterThan(t.static!.timeS);
+    expect(t.reactive!.hitRate).toBeCloseTo(t.static!.hitRate, 12);
   });
 
   const traces = [

@@ -29,6 +29,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
   { name: 'kv-bytes', type: 'int', help: 'bytes of one token\'s K and V in one layer (default: from the trace, else 4096)' },
   { name: 'sparsity', type: 'number', help: 'read only the top (1 - S) of the context at each step (default 0: all tokens with mass)' },
   { name: 'min-mass', type: 'number', help: 'read only tokens whose attention mass at the step is above M (default 0)' },
+  { name: 'exact', type: 'bool', help: 'read every token at every step, whatever its mass (exact attention, as the engine reads)' },
   { name: 'policies', type: 'string', help: `comma-separated subset of ${POLICY_NAMES.join(',')} (default all)` },
   { name: 'sinks', type: 'int', help: 'attention sinks kept hot by the online policy (and generated with --synthetic), default 4' },
   { name: 'window', type: 'int', help: 'recent window kept hot by the online policy (and generated), default 32' },
@@ -51,7 +52,7 @@ export const SIMULATE_FLAGS: FlagSpec[] = [
 ];
 
 const USAGE = `usage: bmc-llm simulate-placement (--trace FILE | --synthetic [--syn-...]) [--preset gh200]
-         [--fast-bytes N] [--fast-bw X] [--slow-bw Y] [--link-bw Z] [--sparsity S] [--min-mass M] [--svg FILE] [--json]
+         [--fast-bytes N] [--fast-bw X] [--slow-bw Y] [--link-bw Z] [--sparsity S | --min-mass M | --exact] [--svg FILE] [--json]
 
 ${helpText(SIMULATE_FLAGS)}
 `;
@@ -135,9 +136,13 @@ export async function cmdSimulatePlacement(argv: string[]): Promise<void> {
   };
   const policies = flags.policies === undefined ? undefined : String(flags.policies).split(',').map((s) => s.trim() as PolicyName);
   for (const p of policies ?? []) if (!POLICY_NAMES.includes(p)) throw new OptionError('--policies', `unknown policy "${p}" (${POLICY_NAMES.join(', ')})`);
+  if (flags.exact && (flags.sparsity !== undefined || flags['min-mass'] !== undefined)) {
+    throw new OptionError('--exact', 'an exact reader reads every token: it takes no --sparsity or --min-mass');
+  }
   const rep = simulatePlacement(trace, model, {
     sparsity: num(flags, 'sparsity', 0, 0.999),
     minMass: num(flags, 'min-mass', 0, 0.999),
+    exact: flags.exact === true,
     policies,
     online: {
       sinks, window, alpha: num(flags, 'alpha', 0, 1, true), migrationRatio: num(flags, 'ratio', 0, 1),

@@ -6,8 +6,8 @@
  * the slow tier (behind a link, so at min(slow, link) bandwidth) serves the cold rows read, new rows written cold and
  * the slow side of migrations. The tiers work in parallel, so a step takes max(fast bytes / fast bw, slow bytes /
  * slow bw), and the total is the sum over steps and layers. Tokens read at a step are those with mass in the trace
- * (optionally only those above a mass threshold, and only the top (1 - sparsity) of the context). Each layer gets an
- * equal share of the fast-tier bytes.
+ * (optionally only those above a mass threshold, and only the top (1 - sparsity) of the context), or every token in
+ * the cache (an exact reader). Each layer gets an equal share of the fast-tier bytes.
  *
  * Migration costs. KV rows never change once written, so the slow tier keeps its copy of a row once it has one: a
  * demotion costs a fast read and a slow write only the first time (afterwards it just drops the hot copy). A
@@ -92,11 +92,13 @@ export interface AccessTrace {
 /**
  * The reads of a trace: tokens with stored mass above `minMass` (default 0: any mass; a dense record stores masses
  * below f16's smallest step, ~6e-8, as 0, so even then a token the model all but ignores is not read), and with
- * sparsity > 0 only the top ceil((1 - sparsity) * ctxLen) of those.
+ * sparsity > 0 only the top ceil((1 - sparsity) * ctxLen) of those. `exact`: every token in the cache at every step,
+ * whatever its stored mass (exact attention, as the engine's own kernel reads); no threshold or sparsity then.
  */
-export function accessTrace(trace: AttentionTrace, sparsity = 0, minMass = 0): AccessTrace {
+export function accessTrace(trace: AttentionTrace, sparsity = 0, minMass = 0, exact = false): AccessTrace {
   if (!(sparsity >= 0 && sparsity < 1)) throw new OptionError('sparsity', `${sparsity} is not in [0, 1)`);
   if (!(minMass >= 0 && minMass < 1)) throw new OptionError('minMass', `${minMass} is not in [0, 1)`);
+  if (exact && (sparsity > 0 || minMass > 0)) throw new OptionError('exact', 'an exact reader reads every token: it takes no sparsity or minMass');
   const L = trace.nLayers;
   const nSteps = trace.records.length;
   const ctxLen = new Int32Array(nSteps);
@@ -106,6 +108,13 @@ export function accessTrace(trace: AttentionTrace, sparsity = 0, minMass = 0): A
     ctxLen[s] = trace.records[s]![0]!.ctxLen;
     for (let l = 0; l < L; l++) {
       const r = trace.records[s]![l]!;
+      if (exact) {
+        const m = new Float32Array(r.ctxLen);
+        for (let j = 0; j < r.mass.length; j++) m[r.index ? r.index[j]! : j] = r.mass[j]!;
+        idx.push(Uint32Array.from({ length: r.ctxLen }, (_, j) => j));
+        mass.push(m);
+        continue;
+      }
       // Tokens come ascending (dense records by position, sparse ones by their sorted index).
       const tok: number[] = [];
       const ms: number[] = [];
@@ -560,7 +569,9 @@ function onlinePolicy(maxCtx: number, capacity: number, opts: Omit<EmaPlacementO
     after(t, _step, idx, mass) {
       const n = p.length;
       dense.fill(0, 0, n);
-      for (let j = 0; j < idx.length; j++) dense[idx[j]!] = mass[j]!;
+      // A row the reader read counts as read for the EMA even where the trace stores its mass as 0 (an exact reader
+      // reads those too, and the engine's kernel hands the policy their true, tiny mass).
+      for (let j = 0; j < idx.length; j++) dense[idx[j]!] = Math.max(mass[j]!, 1e-30);
       const d = p.observe(dense.subarray(0, n));
       for (const i of d.demote) t.demote(i);
       for (const i of d.promote) t.promote(i);
@@ -741,6 +752,8 @@ export interface SimulateOptions {
   sparsity?: number;
   /** Read only tokens whose stored mass at the step is above this (default 0), as a threshold-sparse reader would. */
   minMass?: number;
+  /** Read every token at every step, whatever its stored mass (exact attention, the engine's own reader). */
+  exact?: boolean;
   /** The online policy's settings (capacity comes from the model). */
   online?: Omit<EmaPlacementOptions, 'capacity'>;
   /** Annealing for `oracle` and `page` (each gets its own seed stream from `seed`). */
@@ -760,13 +773,18 @@ export interface SimulationReport {
   hotTokensPerLayer: number;
   sparsity: number;
   minMass: number;
+  exact: boolean;
   /** Seconds no placement can beat (see the file comment). */
   lowerBoundS: number;
   results: PolicyResult[];
 }
 
-/** How the report's reader read the trace, for titles: '' for every token with mass, else ', sparsity S, mass > M'. */
-export function readerNote(rep: Pick<SimulationReport, 'sparsity' | 'minMass'>): string {
+/**
+ * How the report's reader read the trace, for titles: '' for every token with mass, else ', sparsity S, mass > M', or
+ * ', exact reads'.
+ */
+export function readerNote(rep: Pick<SimulationReport, 'sparsity' | 'minMass' | 'exact'>): string {
+  if (rep.exact) return ', exact reads';
   return `${rep.sparsity ? `, sparsity ${rep.sparsity}` : ''}${rep.minMass ? `, mass > ${rep.minMass}` : ''}`;
 }
 
@@ -774,7 +792,7 @@ export function readerNote(rep: Pick<SimulationReport, 'sparsity' | 'minMass'>):
 function prepare(trace: AttentionTrace, model: MemoryModel, opts: SimulateOptions): { acc: AccessTrace; capacity: number } {
   checkModel(model);
   if (trace.records.length === 0) throw new OptionError('trace', 'has no decode steps');
-  const acc = accessTrace(trace, opts.sparsity ?? 0, opts.minMass ?? 0);
+  const acc = accessTrace(trace, opts.sparsity ?? 0, opts.minMass ?? 0, opts.exact ?? false);
   if (acc.maxCtx * acc.nLayers > 1 << 28) throw new OptionError('trace', `${acc.nLayers} layers x ${acc.maxCtx} tokens is too large to simulate`);
   const capacity = Math.min(acc.maxCtx, Math.floor(model.fastBytes / acc.nLayers / model.kvBytesPerToken));
   if (capacity < 1) throw new OptionError('fastBytes', `${model.fastBytes} bytes hold less than one KV row per layer (${acc.nLayers} layers x ${model.kvBytesPerToken} bytes)`);
@@ -785,7 +803,7 @@ function prepare(trace: AttentionTrace, model: MemoryModel, opts: SimulateOption
  * The oracle's search space: the per-token look-ahead's time at any (W, R), W in [1, wMax], for probing the surface
  * the annealing walks (scripts/bench/ordering-sweep.ts --surfaces scans all of it). Same checks as simulatePlacement.
  */
-export function lookaheadSurface(trace: AttentionTrace, model: MemoryModel, opts: Pick<SimulateOptions, 'sparsity' | 'minMass'> = {}): { wMax: number; cost: (w: number, r: number) => number } {
+export function lookaheadSurface(trace: AttentionTrace, model: MemoryModel, opts: Pick<SimulateOptions, 'sparsity' | 'minMass' | 'exact'> = {}): { wMax: number; cost: (w: number, r: number) => number } {
   const { acc, capacity } = prepare(trace, model, opts);
   return { wMax: Math.min(64, acc.nSteps), cost: (w, r) => replay(acc, model, capacity, (l) => lookaheadPolicy(acc, l, capacity, 1, w, r)).timeS };
 }
@@ -829,6 +847,6 @@ export function simulatePlacement(trace: AttentionTrace, model: MemoryModel, opt
   for (const r of results) r.throughputVsStatic = tStatic / r.timeS;
   return {
     model, layers: acc.nLayers, steps: acc.nSteps, maxContext: acc.maxCtx, hotTokensPerLayer: capacity,
-    sparsity: opts.sparsity ?? 0, minMass: opts.minMass ?? 0, lowerBoundS: lowerBound(acc, model), results,
+    sparsity: opts.sparsity ?? 0, minMass: opts.minMass ?? 0, exact: opts.exact ?? false, lowerBoundS: lowerBound(acc, model), results,
   };
 }

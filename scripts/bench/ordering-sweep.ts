@@ -1,11 +1,15 @@
 /**
- * npm run bench:ordering [-- --traces 12 --tokens 200 --no-oracle --surfaces --out ordering-sweep.json]: how often the issue's
- * ordering oracle >= online >= reactive >= static holds beyond the six traces the tests replay. For each fixture model
- * it records `traces` fresh traces (a different prompt and sampling seed each, temperature 0.8; none is the tests'
- * greedy "Once upon a time" nor tune-online.ts's "The dog ran to the park" at seed 7), replays each on the GH200-like
- * model with fast tiers of 1/8, 1/4 and 1/2 of the KV, read densely and at 60% sparsity, with READS_ONLINE (chosen
- * before this sweep existed). Per model and reader it prints how many cells keep each link of the ordering and the whole
- * chain, and the median and worst of reactive's time over online's (> 1: online faster); the JSON holds every cell.
+ * npm run bench:ordering [-- --traces 12 --tokens 200 --readers dense,0.6 --no-oracle --surfaces --out ordering-sweep.json]:
+ * how often the issue's ordering oracle >= online >= reactive >= static holds beyond the six traces the tests replay.
+ * For each fixture model it records `traces` fresh traces (a different prompt and sampling seed each, temperature 0.8;
+ * none is the tests' greedy "Once upon a time" nor tune-online.ts's "The dog ran to the park" at seed 7), replays each
+ * on the GH200-like model with fast tiers of 1/8, 1/4 and 1/2 of the KV, with READS_ONLINE (chosen before this sweep
+ * existed), once per reader: `exact` (every token at every step), `dense` (every token with non-zero stored mass) or a
+ * sparsity S (the top 1 - S of the context by mass); about 30 s per reader with the oracle. Per model and reader, and
+ * per reader over the three models, it prints how many cells keep each link of the ordering and the whole chain, and
+ * the median and worst of reactive's time over online's (> 1: online faster); the JSON holds every cell.
+ * --test-trace replays instead the one trace per model that test/tiers-ordering.test.ts records (greedy, 200 tokens
+ * after "Once upon a time"), for its figures under readers the test does not run.
  * --surfaces (about 15 minutes more) also evaluates the oracle's whole search space in every cell (W 1-64 x R 0-1 by
  * 0.1) and reports how close the annealing comes to its minimum, with and without the coarse scan before it.
  */
@@ -23,9 +27,19 @@ const MODELS = process.env.BMC_MODELS ?? join(import.meta.dirname, '../../../sha
 const nTraces = Number(arg('traces', '12'));
 const tokens = Number(arg('tokens', '200'));
 const withOracle = !process.argv.includes('--no-oracle');
+const testTrace = process.argv.includes('--test-trace');
 const surfaces = process.argv.includes('--surfaces');
 if (surfaces && !withOracle) throw new Error('--surfaces needs the oracle (drop --no-oracle)');
 const out = arg('out', 'ordering-sweep.json');
+type Reader = 'exact' | 'dense' | number;
+const readers: Reader[] = arg('readers', 'dense,0.6').split(',').map((r) => {
+  if (r === 'exact' || r === 'dense') return r;
+  const v = Number(r);
+  if (!(r.trim() !== '' && v > 0 && v < 1)) throw new Error(`--readers: "${r}" is not exact, dense or a sparsity in (0, 1)`);
+  return v;
+});
+const readerName = (r: Reader) => (typeof r === 'number' ? `${Math.round(100 * r)}% sparse` : r);
+const readerOpts = (r: Reader) => (r === 'exact' ? { exact: true } : { sparsity: r === 'dense' ? 0 : r });
 const PROMPTS = [
   'One day a little girl', 'The sun was shining and', 'Tom had a red ball', 'There was a big tree',
   'Lily and her mom went', 'A small bird sat on', 'In the morning, Ben', 'The cat was very hungry',
@@ -35,7 +49,7 @@ if (!(Number.isInteger(nTraces) && nTraces >= 1 && nTraces <= PROMPTS.length)) t
 if (!(Number.isInteger(tokens) && tokens >= 16 && tokens <= 480)) throw new Error('--tokens must be an integer in [16, 480]');
 
 interface Cell {
-  model: string; prompt: string; seed: number; fastFraction: number; sparsity: number;
+  model: string; prompt: string; seed: number; fastFraction: number; reader: string;
   static: number; reactive: number; online: number; oracle?: number;
   /** Share of (step, layer) pairs whose time the fast tier sets, under static and under reactive. */
   staticFastBound: number; reactiveFastBound: number;
@@ -45,8 +59,8 @@ interface Cell {
 const NAMES = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.gguf'];
 
 /** Every (W, R) of the oracle's family, then the annealing (seed 1, as the cells use) with and without its scan. */
-function searchVsGrid(tr: Parameters<typeof lookaheadSurface>[0], model: Parameters<typeof lookaheadSurface>[1], sparsity: number, oracle: number) {
-  const { wMax, cost } = lookaheadSurface(tr, model, { sparsity });
+function searchVsGrid(tr: Parameters<typeof lookaheadSurface>[0], model: Parameters<typeof lookaheadSurface>[1], reader: Reader, oracle: number) {
+  const { wMax, cost } = lookaheadSurface(tr, model, readerOpts(reader));
   const grid = new Map<number, number>();
   for (let w = 1; w <= wMax; w++) for (let r10 = 0; r10 <= 10; r10++) grid.set(w * 16 + r10, cost(w, r10 / 10));
   const at = (w: number, r: number) => grid.get(w * 16 + Math.round(r * 10))!;
@@ -63,31 +77,31 @@ for (const name of NAMES) {
   const m = await loadModel(join(MODELS, name), { contextLength: tokens + 32 });
   const hp = m.info.hparams!;
   try {
-    for (let k = 0; k < nTraces; k++) {
-      const prompt = PROMPTS[k]!;
+    for (let k = 0; k < (testTrace ? 1 : nTraces); k++) {
+      const prompt = testTrace ? 'Once upon a time' : PROMPTS[k]!;
       const seed = 101 + k;
       const rec = new TraceRecorder({ nLayers: hp.nLayers, meta: { model: name, kvBytesPerToken: 2 * hp.nKVHeads * hp.headDim * 4 } });
       const s = m.createSession({ trace: rec });
-      for await (const _ of m.generate(prompt, { maxTokens: tokens, temperature: 0.8, seed, ignoreEos: true, session: s })) { /* drain */ }
+      for await (const _ of m.generate(prompt, { maxTokens: tokens, temperature: testTrace ? 0 : 0.8, seed, ignoreEos: true, session: s })) { /* drain */ }
       s.dispose();
       const tr = readTrace(rec.finish());
       for (const fastFraction of [0.125, 0.25, 0.5]) {
-        for (const sparsity of [0, 0.6]) {
+        for (const reader of readers) {
           const model = gh200Model(tr, { fastFraction });
           const policies = withOracle ? ['static', 'reactive', 'oracle'] as const : ['static', 'reactive'] as const;
-          const base = simulatePlacement(tr, model, { sparsity, policies: [...policies], anneal: { seed: 1 } });
-          const on = simulatePlacement(tr, model, { sparsity, policies: ['static', 'online'], online: READS_ONLINE });
+          const base = simulatePlacement(tr, model, { ...readerOpts(reader), policies: [...policies], anneal: { seed: 1 } });
+          const on = simulatePlacement(tr, model, { ...readerOpts(reader), policies: ['static', 'online'], online: READS_ONLINE });
           const get = (p: string, r = base) => r.results.find((x) => x.policy === p);
           const t = (p: string, r = base) => get(p, r)?.timeS;
           const cell: Cell = {
-            model: name, prompt, seed, fastFraction, sparsity, static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle'),
+            model: name, prompt, seed, fastFraction, reader: readerName(reader), static: t('static')!, reactive: t('reactive')!, online: t('online', on)!, oracle: t('oracle'),
             staticFastBound: get('static')!.fastBound, reactiveFastBound: get('reactive')!.fastBound,
           };
-          if (surfaces) Object.assign(cell, searchVsGrid(tr, model, sparsity, cell.oracle!));
+          if (surfaces) Object.assign(cell, searchVsGrid(tr, model, reader, cell.oracle!));
           cells.push(cell);
         }
       }
-      process.stderr.write(`${name}: trace ${k + 1}/${nTraces} ("${prompt}", seed ${seed}) replayed\n`);
+      process.stderr.write(`${name}: trace ${k + 1}/${testTrace ? 1 : nTraces} ("${prompt}", seed ${seed}) replayed\n`);
     }
   } finally {
     m.dispose();
@@ -96,14 +110,14 @@ for (const name of NAMES) {
 
 const quantile = (x: number[], q: number) => [...x].sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(q * x.length))]!;
 const summary: Record<string, unknown>[] = [];
-console.log(`${nTraces} traces per model, ${tokens} tokens each, 3 fast tiers: cells keeping each link; reactive/online time (> 1: online faster)`);
+console.log(`${testTrace ? 'the test\'s greedy trace' : `${nTraces} traces`} per model, ${tokens} tokens each, 3 fast tiers: cells keeping each link; reactive/online time (> 1: online faster)`);
 console.log('model                   reader      cells  oracle>=online  online>=reactive  reactive>=static  oracle>=reactive  whole chain  median    worst');
-for (const name of NAMES) {
-  for (const sparsity of [0, 0.6]) {
-    const cs = cells.filter((c) => c.model === name && c.sparsity === sparsity);
+for (const name of [...NAMES, 'all models']) {
+  for (const reader of readers.map(readerName)) {
+    const cs = cells.filter((c) => (name === 'all models' || c.model === name) && c.reader === reader);
     const ratio = cs.map((c) => c.reactive / c.online);
     const row = {
-      model: name, sparsity, cells: cs.length,
+      model: name, reader, cells: cs.length,
       oracleAtLeastOnline: withOracle ? cs.filter((c) => le(c.oracle!, c.online)).length : null,
       onlineAtLeastReactive: cs.filter((c) => le(c.online, c.reactive)).length,
       reactiveAtLeastStatic: cs.filter((c) => le(c.reactive, c.static)).length,
@@ -112,17 +126,18 @@ for (const name of NAMES) {
       medianReactiveOverOnline: quantile(ratio, 0.5), worstReactiveOverOnline: Math.min(...ratio),
     };
     summary.push(row);
-    const reader = sparsity ? '60% sparse' : 'dense';
     const o = (v: number | null, w: number) => (v === null ? '-' : String(v)).padStart(w);
     console.log(`${name.padEnd(24)}${reader.padEnd(12)}${String(row.cells).padStart(5)}  ${o(row.oracleAtLeastOnline, 14)}  ${o(row.onlineAtLeastReactive, 16)}  ${o(row.reactiveAtLeastStatic, 16)}  ${o(row.oracleAtLeastReactive, 16)}  ${o(row.wholeChain, 11)}  ${row.medianReactiveOverOnline.toFixed(5)}  ${row.worstReactiveOverOnline.toFixed(5)}`);
   }
 }
 // Where reactive trails static: is the fast tier already the bottleneck under static? Then promotions move reads onto
-// the busier tier and only lengthen its steps, and reactive gains only in the few steps the slow tier sets.
+// the busier tier and only lengthen its steps, and reactive gains only in the few steps the slow tier sets. (Not the
+// exact reader's cells: there no move gains anything, whatever the bottleneck.)
 const span = (x: number[]) => (x.length ? `${Math.min(...x).toFixed(4)}-${Math.max(...x).toFixed(4)}` : '-');
+const partial = cells.filter((c) => c.reader !== 'exact');
 for (const [what, cs] of [
-  ['static fast-bound in >= 90% of (step, layer) pairs', cells.filter((c) => c.staticFastBound >= 0.9)],
-  ['static fast-bound in < 90%', cells.filter((c) => c.staticFastBound < 0.9)],
+  ['static fast-bound in >= 90% of (step, layer) pairs', partial.filter((c) => c.staticFastBound >= 0.9)],
+  ['static fast-bound in < 90%', partial.filter((c) => c.staticFastBound < 0.9)],
 ] as const) {
   const keep = cs.filter((c) => le(c.reactive, c.static)).length;
   console.log(`${what}: ${cs.length} cells, reactive >= static in ${keep}, static/reactive time ${span(cs.map((c) => c.static / c.reactive))}`);
@@ -139,5 +154,5 @@ if (surfaces) {
       `mean ${(100 * mean(gaps)).toFixed(4)}%, ${mean(cells.map(evals)).toFixed(1)} evaluations on average`);
   }
 }
-writeFileSync(out, `${JSON.stringify({ traces: nTraces, tokens, online: READS_ONLINE, summary, cells }, null, 2)}\n`);
+writeFileSync(out, `${JSON.stringify({ traces: testTrace ? 'test' : nTraces, tokens, readers, online: READS_ONLINE, summary, cells }, null, 2)}\n`);
 process.stderr.write(`wrote ${out}\n`);
