@@ -106,12 +106,14 @@ export function accessTrace(trace: AttentionTrace, sparsity = 0, minMass = 0, ex
   const mass: Float32Array[] = [];
   for (let s = 0; s < nSteps; s++) {
     ctxLen[s] = trace.records[s]![0]!.ctxLen;
+    // The exact reader's tokens at this step: the same for every layer (the arrays are only read), so built once.
+    const every = exact ? Uint32Array.from({ length: ctxLen[s]! }, (_, j) => j) : undefined;
     for (let l = 0; l < L; l++) {
       const r = trace.records[s]![l]!;
-      if (exact) {
+      if (every) {
         const m = new Float32Array(r.ctxLen);
         for (let j = 0; j < r.mass.length; j++) m[r.index ? r.index[j]! : j] = r.mass[j]!;
-        idx.push(Uint32Array.from({ length: r.ctxLen }, (_, j) => j));
+        idx.push(every);
         mass.push(m);
         continue;
       }
@@ -777,6 +779,14 @@ export interface SimulationReport {
   /** Seconds no placement can beat (see the file comment). */
   lowerBoundS: number;
   results: PolicyResult[];
+}
+
+/** A reader named as the tests and benches sweep them: every token, every token with mass, or a sparsity in (0, 1). */
+export type ReaderSpec = 'exact' | 'dense' | number;
+
+/** The SimulateOptions that make `reader` the replay's reader. */
+export function readerOptions(reader: ReaderSpec): Pick<SimulateOptions, 'sparsity' | 'exact'> {
+  return reader === 'exact' ? { exact: true } : { sparsity: reader === 'dense' ? 0 : reader };
 }
 
 /**

@@ -16,7 +16,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../engine/index.js';
-import { annealWR, gh200Model, lookaheadSurface, READS_ONLINE, simulatePlacement } from '../../engine/tiers/simulate.js';
+import { annealWR, gh200Model, lookaheadSurface, READS_ONLINE, readerOptions, simulatePlacement } from '../../engine/tiers/simulate.js';
+import type { ReaderSpec as Reader } from '../../engine/tiers/simulate.js';
 import { readTrace, TraceRecorder } from '../../engine/tiers/trace.js';
 
 const arg = (name: string, def: string) => {
@@ -31,7 +32,6 @@ const testTrace = process.argv.includes('--test-trace');
 const surfaces = process.argv.includes('--surfaces');
 if (surfaces && !withOracle) throw new Error('--surfaces needs the oracle (drop --no-oracle)');
 const out = arg('out', 'ordering-sweep.json');
-type Reader = 'exact' | 'dense' | number;
 const readers: Reader[] = arg('readers', 'dense,0.6').split(',').map((r) => {
   if (r === 'exact' || r === 'dense') return r;
   const v = Number(r);
@@ -39,7 +39,6 @@ const readers: Reader[] = arg('readers', 'dense,0.6').split(',').map((r) => {
   return v;
 });
 const readerName = (r: Reader) => (typeof r === 'number' ? `${Math.round(100 * r)}% sparse` : r);
-const readerOpts = (r: Reader) => (r === 'exact' ? { exact: true } : { sparsity: r === 'dense' ? 0 : r });
 const PROMPTS = [
   'One day a little girl', 'The sun was shining and', 'Tom had a red ball', 'There was a big tree',
   'Lily and her mom went', 'A small bird sat on', 'In the morning, Ben', 'The cat was very hungry',
@@ -60,7 +59,7 @@ const NAMES = ['stories260K.gguf', 'llama2xs-tok512.gguf', 'babyllama-tok105.ggu
 
 /** Every (W, R) of the oracle's family, then the annealing (seed 1, as the cells use) with and without its scan. */
 function searchVsGrid(tr: Parameters<typeof lookaheadSurface>[0], model: Parameters<typeof lookaheadSurface>[1], reader: Reader, oracle: number) {
-  const { wMax, cost } = lookaheadSurface(tr, model, readerOpts(reader));
+  const { wMax, cost } = lookaheadSurface(tr, model, readerOptions(reader));
   const grid = new Map<number, number>();
   for (let w = 1; w <= wMax; w++) for (let r10 = 0; r10 <= 10; r10++) grid.set(w * 16 + r10, cost(w, r10 / 10));
   const at = (w: number, r: number) => grid.get(w * 16 + Math.round(r * 10))!;
@@ -89,8 +88,8 @@ for (const name of NAMES) {
         for (const reader of readers) {
           const model = gh200Model(tr, { fastFraction });
           const policies = withOracle ? ['static', 'reactive', 'oracle'] as const : ['static', 'reactive'] as const;
-          const base = simulatePlacement(tr, model, { ...readerOpts(reader), policies: [...policies], anneal: { seed: 1 } });
-          const on = simulatePlacement(tr, model, { ...readerOpts(reader), policies: ['static', 'online'], online: READS_ONLINE });
+          const base = simulatePlacement(tr, model, { ...readerOptions(reader), policies: [...policies], anneal: { seed: 1 } });
+          const on = simulatePlacement(tr, model, { ...readerOptions(reader), policies: ['static', 'online'], online: READS_ONLINE });
           const get = (p: string, r = base) => r.results.find((x) => x.policy === p);
           const t = (p: string, r = base) => get(p, r)?.timeS;
           const cell: Cell = {
